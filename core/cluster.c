@@ -1,0 +1,1128 @@
+/* The cluster controller: owns the libvirt connection of every configured node
+ * and the Node objects that describe them.  It watches Node objects only for
+ * spec.unschedulable (a cordon), which it reflects in status.schedulable.
+ *
+ * Everything that can block (virConnectOpen on a remote URI, every call on a
+ * connection) runs on a worker; the node table, the store and all decisions
+ * stay on the loop thread.  Worker jobs are found again through an id rather
+ * than a pointer, so a result that arrives after its node was removed, its URI
+ * changed or the cluster stopped is recognised as stale and dropped without
+ * touching freed memory: the node's `gen` names its current connection
+ * attempt, and vf_cluster_stop() takes every job out of the table (a job still
+ * running is then freed by its worker).
+ *
+ * A node goes Connecting -> Ready, or -> NotReady (ConnectFailed) and retries
+ * with exponential backoff.  A Ready node is probed every heartbeat; a failed
+ * probe (Unreachable) or libvirt's close callback (ConnectionLost) drops the
+ * connection and enters the same backoff. */
+#include <config.h>
+#include "cluster.h"
+#include "log.h"
+#include "loop.h"
+#include "objects.h"
+#include "quantity.h"
+#include "store.h"
+#include "workers.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#define NODE_KIND "Node"
+#define MESSAGE_MAX 512
+#define TIME_MAX 32
+
+enum {
+    HEARTBEAT_DEFAULT_MS = 10000,
+    /* A status whose only news is its heartbeat time is written at most once
+     * per this many heartbeats (60 s by default): heartbeats must not turn
+     * into a stream of store writes and watch events. */
+    HEARTBEAT_WRITE_EVERY = 6,
+};
+static const int backoff_first_ms = 1000;
+static const int backoff_max_ms = 60000;
+/* libvirt's keepalive: a silent peer is declared dead after about 5 s * 3. */
+static const int keepalive_interval_s = 5;
+static const unsigned keepalive_count = 3;
+
+/* What a node says about itself, read on a worker. */
+struct node_facts {
+    unsigned cpus;
+    unsigned long long memory_kib;
+    char arch[32];
+    char hostname[256];
+    char cpu_model[64];
+    char hypervisor[32];
+    char libvirt_version[32];
+};
+
+enum node_state {
+    NODE_CONNECTING, /* a connect job is in flight */
+    NODE_READY,      /* conn is open and answered its last probe */
+    NODE_WAITING,    /* no connection; retry_timer will try again */
+};
+
+struct node {
+    char *name, *uri;
+    struct json_object *labels;  /* the configured ones (own copy) */
+    enum node_state state;
+    virConnectPtr conn;          /* NODE_READY only */
+    uint64_t gen;                /* the current connection (attempt); older results are stale */
+    bool heartbeat_busy;
+    int retry_timer;
+    int retry_delay_ms;
+    unsigned failures;           /* consecutive connect failures and losses */
+    bool unschedulable;          /* spec.unschedulable, from the watch */
+
+    /* What the status says. */
+    bool have_facts;
+    struct node_facts facts;
+    bool ready;
+    char reason[32];
+    char message[MESSAGE_MAX];
+    char transition_time[TIME_MAX];
+    char probe_time[TIME_MAX];   /* the condition's lastHeartbeatTime: last probe */
+    char contact_time[TIME_MAX]; /* status.lastHeartbeatTime: last answer from the node */
+    struct json_object *written; /* last status written, without heartbeat times */
+    int64_t written_ms;          /* when (monotonic) */
+
+    bool seen;                   /* vf_cluster_apply: still configured */
+    struct node *next;
+};
+
+enum job_type { JOB_CONNECT, JOB_HEARTBEAT };
+
+struct job {
+    uint64_t id;
+    enum job_type type;
+    char *node;
+    uint64_t gen;
+    char *uri;                   /* JOB_CONNECT */
+    virConnectPtr conn;          /* CONNECT: the new connection; HEARTBEAT: a reference */
+    int rc;
+    char error[MESSAGE_MAX];
+    struct node_facts facts;
+    bool running, orphaned;      /* under jobs_lock */
+    struct job *next;
+};
+
+/* Jobs are shared with workers: the table and the running/orphaned flags are
+ * under jobs_lock.  Everything else below is the loop thread's. */
+static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct job *jobs;
+static uint64_t jobs_next_id = 1;
+
+static struct node *nodes;
+static bool started;
+static int heartbeat_ms = HEARTBEAT_DEFAULT_MS;
+static int heartbeat_timer;
+static uint64_t gen_counter;
+static struct vf_store *watch_store;
+static struct vf_store_watch *node_watch;
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void time_now(char buf[TIME_MAX])
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(buf, TIME_MAX, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void copy_str(char *dst, size_t len, const char *src)
+{
+    snprintf(dst, len, "%s", src ? src : "");
+}
+
+/* The delay after the n-th consecutive failure: 1 s, 2 s, 4 s ... 60 s. */
+static int backoff_ms(unsigned failures)
+{
+    int d = backoff_first_ms;
+    for (unsigned i = 1; i < failures && d < backoff_max_ms; i++)
+        d *= 2;
+    return d < backoff_max_ms ? d : backoff_max_ms;
+}
+
+static struct node *node_find(const char *name)
+{
+    for (struct node *n = nodes; n; n = n->next)
+        if (name && !strcmp(n->name, name))
+            return n;
+    return NULL;
+}
+
+static struct json_object *json_copy(const struct json_object *src)
+{
+    struct json_object *dst = NULL;
+    if (!src)
+        return json_object_new_object();
+    if (json_object_deep_copy((struct json_object *)src, &dst, NULL) < 0)
+        return NULL;
+    return dst;
+}
+
+static struct json_object *member(const struct json_object *obj, const char *key)
+{
+    struct json_object *v = NULL;
+    if (!obj || !json_object_is_type(obj, json_type_object) ||
+        !json_object_object_get_ex(obj, key, &v))
+        return NULL;
+    return v;
+}
+
+/* ---- capabilities: the host CPU model ------------------------------------ */
+
+static bool tag_name_ends(char c)
+{
+    return c == '>' || c == '/' || c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* The '<' of the first start tag <name ...> in [p, end), or NULL. */
+static const char *find_open(const char *p, const char *end, const char *name)
+{
+    size_t nl = strlen(name);
+    while (p < end) {
+        const char *lt = memchr(p, '<', (size_t)(end - p));
+        if (!lt)
+            return NULL;
+        if ((size_t)(end - lt) > nl + 1 && !memcmp(lt + 1, name, nl) && tag_name_ends(lt[1 + nl]))
+            return lt;
+        p = lt + 1;
+    }
+    return NULL;
+}
+
+/* The '<' of the first end tag </name> in [p, end), or NULL. */
+static const char *find_close(const char *p, const char *end, const char *name)
+{
+    size_t nl = strlen(name);
+    while (p < end) {
+        const char *lt = memchr(p, '<', (size_t)(end - p));
+        if (!lt)
+            return NULL;
+        if ((size_t)(end - lt) > nl + 2 && lt[1] == '/' && !memcmp(lt + 2, name, nl) &&
+            (lt[2 + nl] == '>' || lt[2 + nl] == ' '))
+            return lt;
+        p = lt + 1;
+    }
+    return NULL;
+}
+
+/* Just past the '>' of the start tag at lt; *empty when it is <name/>. */
+static const char *open_end(const char *lt, const char *end, bool *empty)
+{
+    const char *gt = memchr(lt, '>', (size_t)(end - lt));
+    if (!gt)
+        return NULL;
+    *empty = gt[-1] == '/';
+    return gt + 1;
+}
+
+/* The content of the element <name> inside [p, end): -ENOENT when absent or
+ * empty, -EINVAL when its tags are unbalanced. */
+static int element(const char *p, const char *end, const char *name, const char **body,
+                   const char **body_end)
+{
+    bool empty;
+    const char *lt = find_open(p, end, name);
+    if (!lt)
+        return -ENOENT;
+    const char *b = open_end(lt, end, &empty);
+    if (!b)
+        return -EINVAL;
+    if (empty)
+        return -ENOENT;
+    const char *e = find_close(b, end, name);
+    if (!e)
+        return -EINVAL;
+    *body = b;
+    *body_end = e;
+    return 0;
+}
+
+/* No XML library is linked for one value: the path is fixed and libvirt's
+ * output is regular, so a bounded search for <host> -> <cpu> -> <model> does.
+ * The host's <cpu> comes before <topology>'s <cpu id=.../> elements, which
+ * are empty and therefore never mistaken for it. */
+int vf_cluster_caps_cpu_model(const char *caps, char *buf, size_t len)
+{
+    const char *host, *host_end, *cpu, *cpu_end, *model, *model_end;
+    int rc;
+
+    if (!buf || !len)
+        return -EINVAL;
+    buf[0] = '\0';
+    if (!caps)
+        return -EINVAL;
+    const char *end = caps + strlen(caps);
+    if ((rc = element(caps, end, "host", &host, &host_end)) < 0 ||
+        (rc = element(host, host_end, "cpu", &cpu, &cpu_end)) < 0 ||
+        (rc = element(cpu, cpu_end, "model", &model, &model_end)) < 0)
+        return rc;
+    while (model < model_end && strchr(" \t\r\n", *model))
+        model++;
+    while (model_end > model && strchr(" \t\r\n", model_end[-1]))
+        model_end--;
+    if (model == model_end)
+        return -ENOENT;
+    for (const char *c = model; c < model_end; c++) {
+        /* Model names are like "Skylake-Client-IBRS" or "kvm64"; anything else
+         * (markup, entities, control bytes) means this is not what we think. */
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              strchr("-_.+ ", *c)))
+            return -EINVAL;
+    }
+    if ((size_t)(model_end - model) >= len)
+        return -ERANGE;
+    memcpy(buf, model, (size_t)(model_end - model));
+    buf[model_end - model] = '\0';
+    return 0;
+}
+
+/* ---- worker side: jobs ---------------------------------------------------- */
+
+static void conn_closed(virConnectPtr conn, int reason, void *opaque);
+
+static void job_free(struct job *j)
+{
+    if (!j)
+        return;
+    if (j->conn) {
+        /* A connect job's connection that was never adopted carries our close
+         * callback; a heartbeat job only holds a reference. */
+        if (j->type == JOB_CONNECT)
+            virConnectUnregisterCloseCallback(j->conn, conn_closed);
+        virConnectClose(j->conn);
+    }
+    free(j->node);
+    free(j->uri);
+    free(j);
+}
+
+/* Under jobs_lock. */
+static struct job *job_lookup(uint64_t id, bool unlink)
+{
+    for (struct job **pp = &jobs; *pp; pp = &(*pp)->next) {
+        struct job *j = *pp;
+        if (j->id == id) {
+            if (unlink)
+                *pp = j->next;
+            return j;
+        }
+    }
+    return NULL;
+}
+
+static void job_error(struct job *j, int rc, const char *what)
+{
+    const char *msg = virGetLastErrorMessage();
+    snprintf(j->error, sizeof j->error, "node \"%s\": %s: %s", j->node, what,
+             msg ? msg : "unknown error");
+    virResetLastError();
+    j->rc = rc;
+}
+
+static int read_node_info(virConnectPtr conn, struct node_facts *f)
+{
+    virNodeInfo info;
+    if (virNodeGetInfo(conn, &info) < 0)
+        return -EIO;
+    f->cpus = info.cpus;
+    f->memory_kib = info.memory;
+    copy_str(f->arch, sizeof f->arch, info.model);
+    return 0;
+}
+
+/* Identity is informative: a node that cannot say its hostname is still
+ * usable, so failures here are only logged. */
+static void read_identity(virConnectPtr conn, const char *node, struct node_facts *f)
+{
+    char *host = virConnectGetHostname(conn);
+    if (host) {
+        copy_str(f->hostname, sizeof f->hostname, host);
+        free(host);
+    } else {
+        vf_log_debug("node \"%s\": no hostname: %s", node, virGetLastErrorMessage());
+    }
+    unsigned long v;
+    if (virConnectGetLibVersion(conn, &v) == 0)
+        snprintf(f->libvirt_version, sizeof f->libvirt_version, "%lu.%lu.%lu", v / 1000000,
+                 v / 1000 % 1000, v % 1000);
+    else
+        vf_log_debug("node \"%s\": no libvirt version: %s", node, virGetLastErrorMessage());
+    copy_str(f->hypervisor, sizeof f->hypervisor, virConnectGetType(conn));
+    char *caps = virConnectGetCapabilities(conn);
+    if (caps) {
+        int rc = vf_cluster_caps_cpu_model(caps, f->cpu_model, sizeof f->cpu_model);
+        if (rc < 0 && rc != -ENOENT)
+            vf_log_warn("node \"%s\": cannot read the host CPU model from its capabilities: %s",
+                        node, strerror(-rc));
+        free(caps);
+    } else {
+        vf_log_debug("node \"%s\": no capabilities: %s", node, virGetLastErrorMessage());
+    }
+    virResetLastError();
+}
+
+static void connect_work(struct job *j)
+{
+    char what[MESSAGE_MAX];
+    virConnectPtr conn = virConnectOpen(j->uri);
+    if (!conn) {
+        snprintf(what, sizeof what, "connect to \"%s\" failed", j->uri);
+        job_error(j, -ECONNREFUSED, what);
+        return;
+    }
+    /* The id of this attempt, not a pointer: the callback may fire after the
+     * node is gone. */
+    if (virConnectRegisterCloseCallback(conn, conn_closed, (void *)(uintptr_t)j->gen, NULL) < 0)
+        vf_log_debug("node \"%s\": no close notifications: %s", j->node,
+                     virGetLastErrorMessage());
+    if (virConnectSetKeepAlive(conn, keepalive_interval_s, keepalive_count) < 0) {
+        if (virGetLastErrorCode() == VIR_ERR_NO_SUPPORT)
+            vf_log_debug("node \"%s\": keepalive not supported by \"%s\"; heartbeats only",
+                         j->node, j->uri);
+        else
+            vf_log_warn("node \"%s\": keepalive not enabled: %s", j->node,
+                        virGetLastErrorMessage());
+    }
+    virResetLastError();
+    if (read_node_info(conn, &j->facts) < 0) {
+        job_error(j, -EIO, "reading node info failed");
+        virConnectUnregisterCloseCallback(conn, conn_closed);
+        virConnectClose(conn);
+        return;
+    }
+    read_identity(conn, j->node, &j->facts);
+    j->conn = conn;
+    j->rc = 0;
+}
+
+static void heartbeat_work(struct job *j)
+{
+    if (virConnectIsAlive(j->conn) != 1) {
+        snprintf(j->error, sizeof j->error, "node \"%s\": heartbeat: the connection is dead",
+                 j->node);
+        virResetLastError();
+        j->rc = -ENOTCONN;
+        return;
+    }
+    if (read_node_info(j->conn, &j->facts) < 0) {
+        job_error(j, -EIO, "heartbeat: reading node info failed");
+        return;
+    }
+    j->rc = 0;
+}
+
+/* On a worker.  opaque is the job's id: the job may have been dropped by
+ * vf_cluster_stop() before a worker picked it up. */
+static void job_run(void *opaque)
+{
+    uint64_t id = (uintptr_t)opaque;
+    pthread_mutex_lock(&jobs_lock);
+    struct job *j = job_lookup(id, false);
+    if (j)
+        j->running = true;
+    pthread_mutex_unlock(&jobs_lock);
+    if (!j)
+        return;
+
+    if (j->type == JOB_CONNECT)
+        connect_work(j);
+    else
+        heartbeat_work(j);
+
+    pthread_mutex_lock(&jobs_lock);
+    j->running = false;
+    bool orphaned = j->orphaned;
+    pthread_mutex_unlock(&jobs_lock);
+    /* vf_cluster_stop() let go of it while it ran: nobody else will. */
+    if (orphaned)
+        job_free(j);
+}
+
+static void connect_done(struct job *j);
+static void heartbeat_done(struct job *j);
+
+/* Loop thread. */
+static void job_done(void *opaque)
+{
+    uint64_t id = (uintptr_t)opaque;
+    pthread_mutex_lock(&jobs_lock);
+    struct job *j = job_lookup(id, true);
+    pthread_mutex_unlock(&jobs_lock);
+    if (!j)
+        return;   /* dropped by vf_cluster_stop() */
+    if (j->type == JOB_CONNECT)
+        connect_done(j);
+    else
+        heartbeat_done(j);
+    job_free(j);
+}
+
+static struct job *job_new(enum job_type type, const struct node *n)
+{
+    struct job *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->type = type;
+    j->gen = n->gen;
+    j->node = strdup(n->name);
+    if (type == JOB_CONNECT)
+        j->uri = strdup(n->uri);
+    if (!j->node || (type == JOB_CONNECT && !j->uri)) {
+        job_free(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* Takes j (frees it on failure).  `what` must be a string literal: the
+ * worker pool keeps the pointer. */
+static int job_submit(struct job *j, const char *what)
+{
+    pthread_mutex_lock(&jobs_lock);
+    uint64_t id = j->id = jobs_next_id++;
+    j->next = jobs;
+    jobs = j;
+    pthread_mutex_unlock(&jobs_lock);
+    int rc = vf_workers_submit(what, job_run, job_done, (void *)(uintptr_t)id);
+    if (rc < 0) {
+        pthread_mutex_lock(&jobs_lock);
+        job_lookup(id, true);
+        pthread_mutex_unlock(&jobs_lock);
+        job_free(j);
+    }
+    return rc;
+}
+
+/* ---- Node objects --------------------------------------------------------- */
+
+static struct json_object *quantity(unsigned long long kib)
+{
+    char buf[32];
+    vf_quantity_format((int64_t)(kib * 1024), buf, sizeof buf);
+    return json_object_new_string(buf);
+}
+
+static struct json_object *capacity_build(const struct node_facts *f)
+{
+    struct json_object *c = json_object_new_object();
+    json_object_object_add(c, "cpu", json_object_new_int64(f->cpus));
+    json_object_object_add(c, "memory", quantity(f->memory_kib));
+    return c;
+}
+
+static void add_string(struct json_object *o, const char *key, const char *value)
+{
+    if (value && value[0])
+        json_object_object_add(o, key, json_object_new_string(value));
+}
+
+/* The status as this controller sees it.  Without times it is the part whose
+ * change is worth a write. */
+static struct json_object *status_build(const struct node *n, bool with_times)
+{
+    struct json_object *s = json_object_new_object();
+    json_object_object_add(s, "phase", json_object_new_string(n->ready ? "Ready" : "NotReady"));
+    json_object_object_add(s, "uri", json_object_new_string(n->uri));
+    /* Ready and not cordoned: what placement may use. */
+    json_object_object_add(s, "schedulable", json_object_new_boolean(n->ready && !n->unschedulable));
+    if (n->have_facts) {
+        const struct node_facts *f = &n->facts;
+        json_object_object_add(s, "capacity", capacity_build(f));
+        /* Nothing is reserved for the host yet: all of it is allocatable. */
+        json_object_object_add(s, "allocatable", capacity_build(f));
+        struct json_object *info = json_object_new_object();
+        add_string(info, "hostname", f->hostname);
+        add_string(info, "cpuModel", f->cpu_model);
+        add_string(info, "architecture", f->arch);
+        add_string(info, "hypervisor", f->hypervisor);
+        add_string(info, "libvirtVersion", f->libvirt_version);
+        json_object_object_add(s, "nodeInfo", info);
+    }
+    struct json_object *c = json_object_new_object();
+    json_object_object_add(c, "type", json_object_new_string("Ready"));
+    json_object_object_add(c, "status", json_object_new_string(n->ready ? "True" : "False"));
+    json_object_object_add(c, "reason", json_object_new_string(n->reason));
+    json_object_object_add(c, "message", json_object_new_string(n->message));
+    json_object_object_add(c, "lastTransitionTime", json_object_new_string(n->transition_time));
+    if (with_times)
+        add_string(c, "lastHeartbeatTime", n->probe_time);
+    struct json_object *conds = json_object_new_array();
+    json_object_array_add(conds, c);
+    json_object_object_add(s, "conditions", conds);
+    if (with_times)
+        add_string(s, "lastHeartbeatTime", n->contact_time);
+    return s;
+}
+
+static bool owned_status_key(const char *key)
+{
+    static const char *const owned[] = {"phase", "uri", "schedulable", "capacity", "allocatable",
+                                        "nodeInfo", "conditions", "lastHeartbeatTime"};
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
+        if (!strcmp(key, owned[i]))
+            return true;
+    return false;
+}
+
+/* Make the Node object exist with the configured labels (config wins over
+ * labels set through the API).  Reads spec.unschedulable on the way. */
+static int node_object_ensure(struct node *n)
+{
+    struct vf_error err = {0};
+    struct json_object *cur = NULL;
+    int rc = vf_objects_get(NODE_KIND, n->name, &cur, &err);
+    if (rc == -ENOENT) {
+        struct json_object *obj = json_object_new_object();
+        struct json_object *meta = json_object_new_object();
+        json_object_object_add(obj, "apiVersion",
+                               json_object_new_string(VF_API_GROUP "/" VF_API_VERSION));
+        json_object_object_add(obj, "kind", json_object_new_string(NODE_KIND));
+        json_object_object_add(meta, "name", json_object_new_string(n->name));
+        json_object_object_add(meta, "labels", json_copy(n->labels));
+        json_object_object_add(obj, "metadata", meta);
+        json_object_object_add(obj, "spec", json_object_new_object());
+        rc = vf_objects_create(NODE_KIND, obj, NULL, &err);
+        json_object_put(obj);
+        if (rc < 0) {
+            vf_log_error("node \"%s\": cannot create its Node object: %s", n->name, err.message);
+            return rc;
+        }
+        n->unschedulable = false;
+        /* A new object has no status: the next publish must write. */
+        json_object_put(n->written);
+        n->written = NULL;
+        return 0;
+    }
+    if (rc < 0) {
+        vf_log_error("node \"%s\": cannot read its Node object: %s", n->name, err.message);
+        return rc;
+    }
+    struct json_object *u = member(member(cur, "spec"), "unschedulable");
+    n->unschedulable = u && json_object_get_boolean(u);
+    struct json_object *meta = member(cur, "metadata");
+    struct json_object *labels = member(meta, "labels");
+    struct json_object *empty = json_object_new_object();
+    if (!json_object_equal(labels ? labels : empty, n->labels)) {
+        json_object_object_add(meta, "labels", json_copy(n->labels));
+        rc = vf_objects_update(NODE_KIND, cur, NULL, &err);
+        if (rc < 0)
+            vf_log_error("node \"%s\": cannot update its labels: %s", n->name, err.message);
+        else
+            vf_log_info("node \"%s\": labels set to %s", n->name,
+                        json_object_to_json_string_ext(n->labels, JSON_C_TO_STRING_PLAIN));
+    }
+    json_object_put(empty);
+    json_object_put(cur);
+    return rc;
+}
+
+/* Write the status when something but heartbeat times changed, or when the
+ * last write is HEARTBEAT_WRITE_EVERY heartbeats old. */
+static void node_publish(struct node *n)
+{
+    struct json_object *sig = status_build(n, false);
+    int64_t now = mono_ms();
+    if (n->written && json_object_equal(sig, n->written) &&
+        now - n->written_ms < (int64_t)heartbeat_ms * HEARTBEAT_WRITE_EVERY) {
+        json_object_put(sig);
+        return;
+    }
+    struct json_object *status = status_build(n, true);
+    struct vf_error err = {0};
+    struct json_object *cur = NULL;
+    int rc = vf_objects_get(NODE_KIND, n->name, &cur, &err);
+    bool reported = false;
+    if (rc == -ENOENT) {
+        /* Deleted through the API while configured: a configured node always
+         * has its object, as a kubelet re-registers its Node. */
+        if ((rc = node_object_ensure(n)) == 0)
+            vf_log_info("node \"%s\": Node object recreated", n->name);
+        reported = rc < 0;
+    } else if (rc == 0) {
+        /* Keep what other controllers added to the status. */
+        struct json_object *old = member(cur, "status");
+        if (old && json_object_is_type(old, json_type_object)) {
+            json_object_object_foreach(old, key, val) {
+                if (!owned_status_key(key))
+                    json_object_object_add(status, key, json_object_get(val));
+            }
+        }
+    } else {
+        vf_log_error("node \"%s\": cannot read its Node object: %s", n->name, err.message);
+        reported = true;
+    }
+    json_object_put(cur);
+    if (rc == 0)
+        rc = vf_objects_update_status(NODE_KIND, n->name, status, NULL, &err);
+    if (rc < 0) {
+        if (!reported)
+            vf_log_error("node \"%s\": cannot write its status: %s", n->name, err.message);
+        json_object_put(sig);   /* n->written stays: the next publish retries */
+    } else {
+        json_object_put(n->written);
+        n->written = sig;
+        n->written_ms = now;
+    }
+    json_object_put(status);
+}
+
+/* ---- node state ------------------------------------------------------------ */
+
+static void node_set_condition(struct node *n, bool ready, const char *reason,
+                               const char *message)
+{
+    char now[TIME_MAX];
+    time_now(now);
+    if (ready != n->ready || !n->transition_time[0])
+        copy_str(n->transition_time, sizeof n->transition_time, now);
+    n->ready = ready;
+    copy_str(n->reason, sizeof n->reason, reason);
+    copy_str(n->message, sizeof n->message, message);
+    copy_str(n->probe_time, sizeof n->probe_time, now);
+}
+
+/* Forget the connection and any pending retry.  The generation moves on, so
+ * results of jobs still in flight for the old one are dropped. */
+static void node_disconnect(struct node *n)
+{
+    if (n->conn) {
+        virConnectUnregisterCloseCallback(n->conn, conn_closed);
+        virConnectClose(n->conn);
+        n->conn = NULL;
+    }
+    if (n->retry_timer > 0)
+        vf_loop_timer_remove(n->retry_timer);
+    n->retry_timer = 0;
+    n->retry_delay_ms = 0;
+    n->heartbeat_busy = false;
+    n->gen = ++gen_counter;
+    n->state = NODE_WAITING;
+}
+
+static void node_connect(struct node *n);
+
+static void node_retry(void *opaque)
+{
+    struct node *n = opaque;
+    /* Loop timers repeat: this one is used once. */
+    vf_loop_timer_remove(n->retry_timer);
+    n->retry_timer = 0;
+    n->retry_delay_ms = 0;
+    node_connect(n);
+}
+
+/* The node cannot be used: publish why and try again after the backoff.  The
+ * caller logs (only the first failure of a series at warn). */
+static void node_down(struct node *n, const char *reason, const char *message)
+{
+    node_disconnect(n);
+    n->failures++;
+    node_set_condition(n, false, reason, message);
+    n->retry_delay_ms = backoff_ms(n->failures);
+    int id = vf_loop_timer_add(n->retry_delay_ms, node_retry, n);
+    if (id < 0) {
+        vf_log_error("node \"%s\": cannot schedule a reconnect: %s", n->name, strerror(-id));
+        n->retry_delay_ms = 0;
+    } else {
+        n->retry_timer = id;
+    }
+    node_publish(n);
+}
+
+static void node_connect(struct node *n)
+{
+    node_disconnect(n);
+    n->state = NODE_CONNECTING;
+    struct job *j = job_new(JOB_CONNECT, n);
+    int rc = j ? job_submit(j, "node connect") : -ENOMEM;
+    if (rc < 0) {
+        char msg[MESSAGE_MAX];
+        snprintf(msg, sizeof msg, "node \"%s\": cannot start connecting: %s", n->name,
+                 strerror(-rc));
+        if (n->failures == 0)
+            vf_log_error("%s", msg);
+        node_down(n, "ConnectFailed", msg);
+    }
+}
+
+static void connect_done(struct job *j)
+{
+    struct node *n = node_find(j->node);
+    if (!n || n->gen != j->gen || n->state != NODE_CONNECTING) {
+        vf_log_debug("node \"%s\": a superseded connection attempt finished; dropped", j->node);
+        return;
+    }
+    if (j->rc < 0) {
+        if (n->failures == 0)
+            vf_log_warn("%s; retrying with backoff (1 s doubling up to %d s)", j->error,
+                        backoff_max_ms / 1000);
+        else
+            vf_log_debug("%s; retry %u", j->error, n->failures);
+        node_down(n, "ConnectFailed", j->error);
+        return;
+    }
+    n->conn = j->conn;
+    j->conn = NULL;   /* adopted, with its close callback */
+    n->state = NODE_READY;
+    n->facts = j->facts;
+    n->have_facts = true;
+    n->failures = 0;
+    char msg[MESSAGE_MAX], mem[32];
+    snprintf(msg, sizeof msg, "node \"%s\": connected to \"%s\"", n->name, n->uri);
+    node_set_condition(n, true, "Connected", msg);
+    copy_str(n->contact_time, sizeof n->contact_time, n->probe_time);
+    vf_quantity_format((int64_t)(n->facts.memory_kib * 1024), mem, sizeof mem);
+    vf_log_info("node \"%s\": connected to \"%s\" (%u CPUs, %s)", n->name, n->uri, n->facts.cpus,
+                mem);
+    node_publish(n);
+}
+
+static void heartbeat_done(struct job *j)
+{
+    struct node *n = node_find(j->node);
+    if (!n || n->gen != j->gen || n->state != NODE_READY)
+        return;
+    n->heartbeat_busy = false;
+    if (j->rc < 0) {
+        vf_log_warn("%s; reconnecting", j->error);
+        n->failures = 0;
+        node_down(n, "Unreachable", j->error);
+        return;
+    }
+    /* CPUs can be hot-plugged and memory resized: keep capacity current. */
+    n->facts.cpus = j->facts.cpus;
+    n->facts.memory_kib = j->facts.memory_kib;
+    copy_str(n->facts.arch, sizeof n->facts.arch, j->facts.arch);
+    time_now(n->probe_time);
+    copy_str(n->contact_time, sizeof n->contact_time, n->probe_time);
+    node_publish(n);
+}
+
+static const char *close_reason(int reason)
+{
+    switch (reason) {
+    case VIR_CONNECT_CLOSE_REASON_ERROR: return "an I/O error";
+    case VIR_CONNECT_CLOSE_REASON_EOF: return "end of file from the peer";
+    case VIR_CONNECT_CLOSE_REASON_KEEPALIVE: return "keepalive timeout";
+    case VIR_CONNECT_CLOSE_REASON_CLIENT: return "closed by the client";
+    default: return "an unknown reason";
+    }
+}
+
+struct closed_event {
+    uint64_t gen;
+    int reason;
+};
+
+static void conn_closed_on_loop(void *opaque)
+{
+    struct closed_event *ev = opaque;
+    for (struct node *n = nodes; n; n = n->next) {
+        if (n->gen != ev->gen || n->state != NODE_READY)
+            continue;
+        char msg[MESSAGE_MAX];
+        snprintf(msg, sizeof msg, "node \"%s\": connection to \"%s\" lost: %s", n->name, n->uri,
+                 close_reason(ev->reason));
+        vf_log_warn("%s; reconnecting", msg);
+        n->failures = 0;
+        node_down(n, "ConnectionLost", msg);
+        break;
+    }
+    free(ev);
+}
+
+/* libvirt calls this from whichever thread noticed the close: hand it to the
+ * loop by generation number, never by node pointer. */
+static void conn_closed(virConnectPtr conn, int reason, void *opaque)
+{
+    (void)conn;
+    struct closed_event *ev = malloc(sizeof *ev);
+    if (!ev)
+        return;
+    ev->gen = (uintptr_t)opaque;
+    ev->reason = reason;
+    if (vf_loop_post(conn_closed_on_loop, ev) < 0)
+        free(ev);
+}
+
+static void heartbeat_tick(void *opaque)
+{
+    (void)opaque;
+    for (struct node *n = nodes; n; n = n->next) {
+        if (n->state != NODE_READY || n->heartbeat_busy)
+            continue;
+        struct job *j = job_new(JOB_HEARTBEAT, n);
+        if (!j)
+            continue;
+        j->conn = n->conn;
+        virConnectRef(j->conn);
+        if (job_submit(j, "node heartbeat") < 0)
+            vf_log_debug("node \"%s\": heartbeat skipped: no worker available", n->name);
+        else
+            n->heartbeat_busy = true;
+    }
+}
+
+static void node_free(struct node *n)
+{
+    node_disconnect(n);
+    json_object_put(n->labels);
+    json_object_put(n->written);
+    free(n->name);
+    free(n->uri);
+    free(n);
+}
+
+static struct node *node_new(const struct vf_config_node *c)
+{
+    struct node *n = calloc(1, sizeof *n);
+    if (!n)
+        return NULL;
+    n->name = strdup(c->name);
+    n->uri = strdup(c->uri);
+    n->labels = json_copy(c->labels);
+    n->state = NODE_WAITING;
+    if (!n->name || !n->uri || !n->labels) {
+        node_free(n);
+        return NULL;
+    }
+    return n;
+}
+
+static void node_watch_cb(void *opaque, const char *kind, enum vf_watch_event type,
+                          const struct json_object *obj)
+{
+    (void)opaque;
+    (void)kind;
+    if (type == VF_WATCH_DELETED)
+        return;
+    struct node *n = node_find(vf_object_name(obj));
+    if (!n)
+        return;
+    struct json_object *u = member(member(obj, "spec"), "unschedulable");
+    bool unschedulable = u && json_object_get_boolean(u);
+    if (unschedulable == n->unschedulable)
+        return;
+    n->unschedulable = unschedulable;
+    vf_log_info("node \"%s\": %s", n->name, unschedulable ? "cordoned" : "uncordoned");
+    node_publish(n);
+}
+
+/* ---- the interface -------------------------------------------------------- */
+
+int vf_cluster_init(void)
+{
+    if (started)
+        return 0;
+    struct vf_store *st = vf_objects_store();
+    if (!st) {
+        vf_log_error("cluster: the store is not open");
+        return -ENODEV;
+    }
+    struct vf_error err = {0};
+    int rc = vf_store_watch_add(st, NODE_KIND, 0, node_watch_cb, NULL, &node_watch, &err);
+    if (rc < 0) {
+        vf_log_error("cluster: cannot watch Node objects: %s", err.message);
+        return rc;
+    }
+    watch_store = st;
+    rc = vf_loop_timer_add(heartbeat_ms, heartbeat_tick, NULL);
+    if (rc < 0) {
+        vf_log_error("cluster: cannot start the heartbeat timer: %s", strerror(-rc));
+        vf_store_watch_remove(watch_store, node_watch);
+        node_watch = NULL;
+        watch_store = NULL;
+        return rc;
+    }
+    heartbeat_timer = rc;
+    started = true;
+    return 0;
+}
+
+/* Node objects whose node is no longer configured (e.g. removed while the
+ * daemon was down) describe nothing: they go. */
+static void delete_unconfigured_objects(void)
+{
+    struct json_object *items = NULL;
+    struct vf_error err = {0};
+    if (vf_objects_list(NODE_KIND, &items, NULL, &err) < 0) {
+        vf_log_error("cluster: cannot list Node objects: %s", err.message);
+        return;
+    }
+    size_t len = json_object_array_length(items);
+    for (size_t i = 0; i < len; i++) {
+        const char *name = vf_object_name(json_object_array_get_idx(items, i));
+        if (!name || node_find(name))
+            continue;
+        int rc = vf_objects_delete(NODE_KIND, name, 0, NULL, &err);
+        if (rc == 0)
+            vf_log_info("node \"%s\": not configured; Node object deleted", name);
+        else if (rc != -ENOENT)
+            vf_log_error("node \"%s\": cannot delete its Node object: %s", name, err.message);
+    }
+    json_object_put(items);
+}
+
+static void node_add(const struct vf_config_node *c)
+{
+    struct node *n = node_new(c);
+    if (!n) {
+        vf_log_error("node \"%s\": out of memory", c->name);
+        return;
+    }
+    n->seen = true;
+    n->next = nodes;
+    nodes = n;
+    node_object_ensure(n);
+    char msg[MESSAGE_MAX];
+    snprintf(msg, sizeof msg, "node \"%s\": connecting to \"%s\"", n->name, n->uri);
+    node_set_condition(n, false, "Connecting", msg);
+    node_publish(n);
+    node_connect(n);
+}
+
+static void node_reconfigure(struct node *n, const struct vf_config_node *c)
+{
+    n->seen = true;
+    if (!json_object_equal(n->labels, c->labels)) {
+        struct json_object *labels = json_copy(c->labels);
+        if (labels) {
+            json_object_put(n->labels);
+            n->labels = labels;
+            node_object_ensure(n);
+        }
+    }
+    if (strcmp(n->uri, c->uri)) {
+        char *uri = strdup(c->uri);
+        if (!uri) {
+            vf_log_error("node \"%s\": out of memory", n->name);
+            return;
+        }
+        vf_log_info("node \"%s\": URI changed from \"%s\" to \"%s\"; reconnecting", n->name,
+                    n->uri, uri);
+        node_disconnect(n);
+        free(n->uri);
+        n->uri = uri;
+        n->failures = 0;
+        char msg[MESSAGE_MAX];
+        snprintf(msg, sizeof msg, "node \"%s\": connecting to \"%s\"", n->name, n->uri);
+        node_set_condition(n, false, "Connecting", msg);
+        node_publish(n);
+        node_connect(n);
+    }
+}
+
+void vf_cluster_apply(const struct vf_config *cfg)
+{
+    if (!started && vf_cluster_init() < 0)
+        return;
+    for (struct node *n = nodes; n; n = n->next)
+        n->seen = false;
+    for (unsigned i = 0; i < cfg->n_nodes; i++) {
+        const struct vf_config_node *c = &cfg->nodes[i];
+        if (!c->name || !c->uri)
+            continue;
+        struct node *n = node_find(c->name);
+        if (n)
+            node_reconfigure(n, c);
+        else
+            node_add(c);
+    }
+    for (struct node **pp = &nodes; *pp;) {
+        struct node *n = *pp;
+        if (n->seen) {
+            pp = &n->next;
+            continue;
+        }
+        *pp = n->next;
+        vf_log_info("node \"%s\": removed from the configuration; disconnecting", n->name);
+        node_free(n);
+    }
+    delete_unconfigured_objects();
+}
+
+void vf_cluster_stop(void)
+{
+    if (heartbeat_timer > 0)
+        vf_loop_timer_remove(heartbeat_timer);
+    heartbeat_timer = 0;
+    if (node_watch)
+        vf_store_watch_remove(watch_store, node_watch);
+    node_watch = NULL;
+    watch_store = NULL;
+
+    /* Jobs not running are freed here (a worker that picks one up later, or
+     * its done(), finds nothing under its id); running ones are left to their
+     * worker, which frees them when run() returns. */
+    pthread_mutex_lock(&jobs_lock);
+    struct job *idle = NULL;
+    while (jobs) {
+        struct job *j = jobs;
+        jobs = j->next;
+        if (j->running) {
+            j->orphaned = true;
+        } else {
+            j->next = idle;
+            idle = j;
+        }
+    }
+    pthread_mutex_unlock(&jobs_lock);
+    while (idle) {
+        struct job *next = idle->next;
+        job_free(idle);
+        idle = next;
+    }
+
+    while (nodes) {
+        struct node *n = nodes;
+        nodes = n->next;
+        node_free(n);
+    }
+    started = false;
+}
+
+void *vf_cluster_connection(const char *node)
+{
+    struct node *n = node_find(node);
+    return n && n->state == NODE_READY ? n->conn : NULL;
+}
+
+void vf_cluster_set_heartbeat_ms(int ms)
+{
+    heartbeat_ms = ms > 0 ? ms : HEARTBEAT_DEFAULT_MS;
+    if (heartbeat_timer > 0) {
+        vf_loop_timer_remove(heartbeat_timer);
+        int id = vf_loop_timer_add(heartbeat_ms, heartbeat_tick, NULL);
+        if (id < 0)
+            vf_log_error("cluster: cannot restart the heartbeat timer: %s", strerror(-id));
+        heartbeat_timer = id > 0 ? id : 0;
+    }
+}
+
+int vf_cluster_node_backoff(const char *node, unsigned *failures, int *delay_ms)
+{
+    struct node *n = node_find(node);
+    if (!n)
+        return -ENOENT;
+    if (failures)
+        *failures = n->failures;
+    if (delay_ms)
+        *delay_ms = n->retry_timer > 0 ? n->retry_delay_ms : 0;
+    return 0;
+}

@@ -1,0 +1,33 @@
+/* The cluster: one libvirt connection per configured node, kept alive and
+ * reconnected with backoff, published as Node objects whose status says
+ * whether the node is Ready, its capacity and CPU.  Loop thread only, except
+ * where noted. */
+#ifndef VF_CLUSTER_H
+#define VF_CLUSTER_H
+#include <stddef.h>
+#include "config.h"
+
+/* Register the Node kind's controller state.  Once, after the store is set. */
+int vf_cluster_init(void);
+/* Make the set of nodes match cfg->nodes: new nodes connect, removed ones
+ * disconnect (their Node objects are deleted), changed URIs reconnect, labels
+ * are copied into the Node objects' metadata.labels. */
+void vf_cluster_apply(const struct vf_config *cfg);
+/* Disconnect everything (shutdown). */
+void vf_cluster_stop(void);
+/* The connection (a virConnectPtr) of a node that is Ready, else NULL.  Borrowed. */
+void *vf_cluster_connection(const char *node);
+
+/* The heartbeat interval in milliseconds (default 10000).  Tests shorten it;
+ * takes effect at once.  A status whose only change is its heartbeat time is
+ * written at most every 6 intervals (60 s by default) to keep writes cheap. */
+void vf_cluster_set_heartbeat_ms(int ms);
+/* For tests: a node's consecutive connection failures and the delay of its
+ * pending reconnect attempt in ms (0 when none is pending).  -ENOENT when the
+ * node is not configured. */
+int vf_cluster_node_backoff(const char *node, unsigned *failures, int *delay_ms);
+/* The host CPU model in a capabilities document (<host><cpu><model>), copied
+ * into buf.  Exposed for tests and fuzzing: the document comes from the node.
+ * 0, -ENOENT when absent, -EINVAL when malformed, -ERANGE when too long. */
+int vf_cluster_caps_cpu_model(const char *caps, char *buf, size_t len);
+#endif

@@ -1,0 +1,26 @@
+# The daemon: everything but main() lives in a convenience library that the
+# unit tests link too.
+noinst_LTLIBRARIES += core/libvfcore.la
+core_libvfcore_la_SOURCES = \
+	core/log.c core/log.h \
+	core/loop.c core/loop.h \
+	core/workers.c core/workers.h \
+	core/quantity.c core/quantity.h \
+	core/store.c core/store.h \
+	core/kinds.c core/kinds.h \
+	core/core_kinds.c core/core_kinds.h \
+	core/objects.c core/objects.h \
+	core/api.c core/api_body.c core/api.h \
+	core/config.c core/settings.c core/config.h \
+	core/modules.c core/core_services.c core/modules.h core/module_instance.h \
+	core/audit.c core/audit.h \
+	core/cluster.c core/cluster.h
+core_libvfcore_la_CFLAGS = $(AM_CFLAGS) $(LIBVIRT_CFLAGS) $(LIBCONFIG_CFLAGS) $(SQLITE_CFLAGS) \
+	$(MHD_CFLAGS)
+core_libvfcore_la_LIBADD = $(LIBVIRT_LIBS) $(LIBCONFIG_LIBS) $(JSONC_LIBS) $(SQLITE_LIBS) \
+	$(MHD_LIBS) $(LTDL_LIBS) -lpthread
+
+sbin_PROGRAMS += virtfleetd
+virtfleetd_SOURCES = core/main.c
+virtfleetd_CFLAGS = $(AM_CFLAGS) $(LIBVIRT_CFLAGS)
+virtfleetd_LDADD = core/libvfcore.la

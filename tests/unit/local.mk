@@ -1,0 +1,49 @@
+# Check suites, one per unit, reporting TAP.
+UNIT_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(LIBVIRT_CFLAGS) $(LIBCONFIG_CFLAGS) $(SQLITE_CFLAGS) \
+	$(MHD_CFLAGS) $(CURL_CFLAGS) $(YAML_CFLAGS)
+CORE_UNIT_LIBS = core/libvfcore.la $(CHECK_LIBS)
+
+CORE_UNITS = \
+	tests/unit/check_quantity \
+	tests/unit/check_config \
+	tests/unit/check_store \
+	tests/unit/check_kinds \
+	tests/unit/check_api \
+	tests/unit/check_modules \
+	tests/unit/check_cluster
+check_PROGRAMS += $(CORE_UNITS) tests/unit/check_manifest
+TESTS += $(CORE_UNITS) tests/unit/check_manifest
+
+tests_unit_check_quantity_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_quantity_LDADD = $(CORE_UNIT_LIBS)
+tests_unit_check_config_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_config_LDADD = $(CORE_UNIT_LIBS)
+tests_unit_check_store_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_store_LDADD = $(CORE_UNIT_LIBS)
+tests_unit_check_kinds_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_kinds_LDADD = $(CORE_UNIT_LIBS)
+tests_unit_check_api_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_api_LDADD = $(CORE_UNIT_LIBS) $(CURL_LIBS)
+tests_unit_check_modules_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_modules_LDADD = $(CORE_UNIT_LIBS)
+tests_unit_check_manifest_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_manifest_LDADD = cli/libvfcli.la $(CHECK_LIBS)
+
+# Deliberately broken modules for the loader's tests (check_modules).
+BROKEN_MODULE_LINKFLAGS = -module -avoid-version -shared -rpath $(abs_builddir)
+check_LTLIBRARIES = \
+	tests/unit/modules/bad_abi.la \
+	tests/unit/modules/no_descriptor.la \
+	tests/unit/modules/init_fail.la \
+	tests/unit/modules/bad_settings.la
+tests_unit_modules_bad_abi_la_SOURCES = tests/unit/modules/bad_abi.c
+tests_unit_modules_bad_abi_la_LDFLAGS = $(BROKEN_MODULE_LINKFLAGS)
+tests_unit_modules_no_descriptor_la_SOURCES = tests/unit/modules/no_descriptor.c
+tests_unit_modules_no_descriptor_la_LDFLAGS = $(BROKEN_MODULE_LINKFLAGS)
+tests_unit_modules_init_fail_la_SOURCES = tests/unit/modules/init_fail.c
+tests_unit_modules_init_fail_la_LDFLAGS = $(BROKEN_MODULE_LINKFLAGS)
+tests_unit_modules_bad_settings_la_SOURCES = tests/unit/modules/bad_settings.c
+tests_unit_modules_bad_settings_la_LDFLAGS = $(BROKEN_MODULE_LINKFLAGS)
+EXTRA_DIST += tests/unit/testlib.h
+tests_unit_check_cluster_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_cluster_LDADD = $(CORE_UNIT_LIBS)
