@@ -25,24 +25,27 @@ modules = { $mods };
 CONF
 
 ms() { date +%s%N | awk '{ printf "%.0f", $1 / 1e6 }'; }
+# Sets pid and ready_ms.
 start() {
     t0=$(ms)
-    "$build/virtfleetd" -f -c "$T/d.conf" 2>>"$T/log" &
+    "$build/virtfleetd" -f -c "$T/d.conf" >>"$T/log" 2>&1 &
     pid=$!
     until curl -sf --unix-socket "$T/api.sock" http://localhost/healthz >/dev/null 2>&1; do sleep 0.005; done
-    echo $(( $(ms) - t0 ))
+    ready_ms=$(( $(ms) - t0 ))
 }
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$pid/status"; }
 stop() { kill "$pid"; wait "$pid" || true; pid=; }
 
 echo "virtfleetd $("$build/virtfleetd" --version | cut -d' ' -f2), modules:$(echo "$mods" | sed 's/ = { enabled = true; };//g')"
-echo "start to API-ready, empty store: $(start) ms"
+start
+echo "start to API-ready, empty store: $ready_ms ms"
 sleep 2
 idle=$(rss_kib)
 echo "idle RSS, all built modules enabled: $idle KiB ($(awk -v k="$idle" 'BEGIN { printf "%.1f", k / 1024 }') MiB; libvirtd idles at 30-36 MiB: ratio $(awk -v k="$idle" 'BEGIN { printf "%.2f", k / 1024 / 33 }'))"
 "$build/bench/apibench" "$T/api.sock" create "$OBJECTS"
 stop
-echo "start to API-ready, $OBJECTS objects: $(start) ms"
+start
+echo "start to API-ready, $OBJECTS objects: $ready_ms ms"
 "$build/bench/apibench" "$T/api.sock" list 20
 FROM_RV=$(curl -s --unix-socket "$T/api.sock" "http://localhost/apis/virtfleet.io/v1alpha2/virtualmachines" |
     sed -n 's/.*"resourceVersion": *"\([0-9]*\)".*/\1/p' | head -1)

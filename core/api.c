@@ -428,7 +428,8 @@ static void api_watch_free(struct api_watch *w)
 {
     struct api_watch_line *l, *next;
 
-    if (w->sw)
+    /* A store already closed took its watches with it. */
+    if (w->sw && vf_objects_store())
         vf_store_watch_remove(vf_objects_store(), w->sw);
     pthread_mutex_lock(&api.lock);
     if (w->prev)
@@ -804,7 +805,10 @@ static void op_watch(struct api_op *op)
         return;
     }
     w->fd = op->fd;
-    w->deadline_ms = op->timeout_s > 0 ? api_now_ms() + op->timeout_s * 1000 : 0;
+    /* Capped at a year so the arithmetic cannot overflow. */
+    if (op->timeout_s > 0)
+        w->deadline_ms = api_now_ms() + (op->timeout_s < 31536000 ? op->timeout_s : 31536000) *
+                                            1000;
     w->sel = op->sel;
     op->sel = NULL;
     api_watch_link(w);
@@ -874,6 +878,13 @@ static void op_write(struct api_op *op)
     unsigned code = 200;
     int r;
 
+    const struct vf_kind_entry *k = vf_kinds_lookup(op->kind);
+    if (k && (k->kind->flags & VF_KIND_API_READ_ONLY)) {
+        api_reply_errorf(&op->reply, 403, "Forbidden", "",
+                         "%s objects are written by virtfleetd only; clients may get, list and "
+                         "watch them", k->kind->kind);
+        return;
+    }
     switch (op->type) {
     case OP_CREATE:
         r = vf_objects_create(op->kind, op->body, &obj, &err);

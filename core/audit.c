@@ -18,6 +18,7 @@ static const char *const audit_columns[] = {"TYPE", "spec.type", "ORIGIN", "spec
 static const struct vf_kind audit_kind = {
     .kind = "AuditEvent", .plural = "auditevents", .singular = "auditevent",
     .short_name = "ae", .spec = NULL, .columns = audit_columns,
+    .flags = VF_KIND_API_READ_ONLY,   /* a record nobody may forge or erase */
 };
 
 int vf_audit_init(void)

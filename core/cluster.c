@@ -174,6 +174,16 @@ static struct json_object *json_copy(const struct json_object *src)
     return dst;
 }
 
+/* Labels compare with NULL meaning none. */
+static bool labels_equal(const struct json_object *a, const struct json_object *b)
+{
+    struct json_object *empty = json_object_new_object();
+    bool eq = json_object_equal((struct json_object *)(a ? a : empty),
+                                (struct json_object *)(b ? b : empty));
+    json_object_put(empty);
+    return eq;
+}
+
 static struct json_object *member(const struct json_object *obj, const char *key)
 {
     struct json_object *v = NULL;
@@ -616,18 +626,16 @@ static int node_object_ensure(struct node *n)
     struct json_object *u = member(member(cur, "spec"), "unschedulable");
     n->unschedulable = u && json_object_get_boolean(u);
     struct json_object *meta = member(cur, "metadata");
-    struct json_object *labels = member(meta, "labels");
-    struct json_object *empty = json_object_new_object();
-    if (!json_object_equal(labels ? labels : empty, n->labels)) {
+    if (!labels_equal(member(meta, "labels"), n->labels)) {
         json_object_object_add(meta, "labels", json_copy(n->labels));
         rc = vf_objects_update(NODE_KIND, cur, NULL, &err);
         if (rc < 0)
             vf_log_error("node \"%s\": cannot update its labels: %s", n->name, err.message);
         else
             vf_log_info("node \"%s\": labels set to %s", n->name,
-                        json_object_to_json_string_ext(n->labels, JSON_C_TO_STRING_PLAIN));
+                        json_object_to_json_string_ext(n->labels, JSON_C_TO_STRING_PLAIN |
+                                                                JSON_C_TO_STRING_NOSLASHESCAPE));
     }
-    json_object_put(empty);
     json_object_put(cur);
     return rc;
 }
@@ -1000,7 +1008,7 @@ static void node_add(const struct vf_config_node *c)
 static void node_reconfigure(struct node *n, const struct vf_config_node *c)
 {
     n->seen = true;
-    if (!json_object_equal(n->labels, c->labels)) {
+    if (!labels_equal(n->labels, c->labels)) {
         struct json_object *labels = json_copy(c->labels);
         if (labels) {
             json_object_put(n->labels);

@@ -7,13 +7,19 @@
 #include <stddef.h>
 #include "config.h"
 
-/* Register the Node kind's controller state.  Once, after the store is set. */
+/* Register the Node kind's controller state (a watch on Node objects for
+ * spec.unschedulable, the heartbeat timer).  Once, after the store is set and
+ * vf_loop_init(); vf_cluster_apply() calls it when it was not. */
 int vf_cluster_init(void);
 /* Make the set of nodes match cfg->nodes: new nodes connect, removed ones
  * disconnect (their Node objects are deleted), changed URIs reconnect, labels
- * are copied into the Node objects' metadata.labels. */
+ * are copied into the Node objects' metadata.labels (replacing what the API
+ * set: the config wins).  Node objects of nodes not in cfg are deleted. */
 void vf_cluster_apply(const struct vf_config *cfg);
-/* Disconnect everything (shutdown). */
+/* Disconnect everything (shutdown).  Before the store closes (it removes a
+ * watch); results of jobs still in flight are dropped safely, and a job still
+ * running frees itself on its worker (vf_workers_stop() waits for it).  Node
+ * statuses are left as they are: the next start marks them Connecting. */
 void vf_cluster_stop(void);
 /* The connection (a virConnectPtr) of a node that is Ready, else NULL.  Borrowed. */
 void *vf_cluster_connection(const char *node);

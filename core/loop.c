@@ -3,9 +3,10 @@
  * daemon's timers, fds and cross-thread wake-ups share it.
  *
  * Other threads hand work over through a queue and an eventfd registered with
- * the loop.  When the loop stops, queued work still runs (its submitters may be
- * waiting in vf_loop_call) and later submissions are refused with -ESHUTDOWN, so
- * no thread can wait forever on a loop that has gone. */
+ * the loop.  After vf_loop_run returns, posts are still queued while the daemon
+ * tears down (the API posts its watch removals then); vf_loop_finish runs what
+ * is queued and refuses later posts with -ESHUTDOWN, so no thread can wait
+ * forever on a loop that has gone. */
 #include <config.h>
 #include "loop.h"
 #include "log.h"
@@ -40,10 +41,10 @@ static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t call_done = PTHREAD_COND_INITIALIZER;
 static struct posted *queue_head, *queue_tail;
 static int wake_fd = -1;
-static volatile sig_atomic_t quit_requested;
+static int quit_requested;      /* atomic: set from any thread */
 static bool accepting;          /* under queue_lock: posts are taken */
-static pthread_t loop_thread;
-static bool loop_thread_set;
+static pthread_t loop_thread;   /* written before loop_thread_set is released */
+static bool loop_thread_set;    /* atomic */
 
 static void loop_drain(void)
 {
@@ -116,37 +117,42 @@ int vf_loop_init(void)
 int vf_loop_run(void)
 {
     loop_thread = pthread_self();
-    loop_thread_set = true;
-    quit_requested = 0;
+    __atomic_store_n(&loop_thread_set, true, __ATOMIC_RELEASE);
+    __atomic_store_n(&quit_requested, 0, __ATOMIC_RELAXED);
     pthread_mutex_lock(&queue_lock);
     accepting = true;
     pthread_mutex_unlock(&queue_lock);
 
     int rc = 0;
-    while (!quit_requested) {
+    while (!__atomic_load_n(&quit_requested, __ATOMIC_RELAXED)) {
         if (virEventRunDefaultImpl() < 0) {
             vf_log_error("event loop: iteration failed");
             rc = -EIO;
             break;
         }
     }
+    return rc;
+}
+
+void vf_loop_finish(void)
+{
     pthread_mutex_lock(&queue_lock);
     accepting = false;
     pthread_mutex_unlock(&queue_lock);
     loop_drain();
-    return rc;
 }
 
 void vf_loop_quit(void)
 {
-    quit_requested = 1;
+    __atomic_store_n(&quit_requested, 1, __ATOMIC_RELAXED);
     if (wake_fd >= 0)
         loop_wake();   /* write(2) is async-signal-safe */
 }
 
 bool vf_loop_on_loop_thread(void)
 {
-    return loop_thread_set && pthread_equal(loop_thread, pthread_self());
+    return __atomic_load_n(&loop_thread_set, __ATOMIC_ACQUIRE) &&
+           pthread_equal(loop_thread, pthread_self());
 }
 
 int vf_loop_post(vf_loop_fn fn, void *opaque)

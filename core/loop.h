@@ -13,6 +13,9 @@ int vf_loop_init(void);
 int vf_loop_run(void);
 /* From any thread, including signal-safe contexts: make vf_loop_run() return. */
 void vf_loop_quit(void);
+/* On the loop thread after vf_loop_run() returned and the producers (API,
+ * workers) stopped: run what is still queued, then refuse further posts. */
+void vf_loop_finish(void);
 bool vf_loop_on_loop_thread(void);
 
 /* From any thread: run fn(opaque) on the loop thread soon.  Never blocks. */

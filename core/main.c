@@ -300,6 +300,7 @@ static void stop(struct daemon_state *d)
     if (d->api_started)
         vf_api_stop();
     vf_workers_stop();
+    vf_loop_finish();
     if (d->store)
         vf_store_close(d->store);
     vf_objects_set_store(NULL);

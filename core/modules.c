@@ -212,9 +212,12 @@ static int instance_prepare(struct vf_module_instance *m, const struct vf_config
         rc = m->desc->configure(&m->ctx, *settings, &err);
         m->log_level = saved;
         if (rc < 0) {
-            vf_config_errors_add(errors, "%s:%d: modules.%s.settings%s%s: %s", cfg->path,
-                                 entry->line, m->name, err.field[0] ? "." : "", err.field,
-                                 err.message[0] ? err.message : "refused by the module");
+            char path[256];
+            snprintf(path, sizeof path, "modules.%s.settings%s%s", m->name,
+                     err.field[0] ? "." : "", err.field);
+            int line = vf_config_line(cfg, path);
+            vf_config_errors_add(errors, "%s:%d: %s: %s", cfg->path, line ? line : entry->line,
+                                 path, err.message[0] ? err.message : "refused by the module");
             json_object_put(*settings);
             *settings = NULL;
             return rc < 0 ? rc : -EINVAL;

@@ -351,7 +351,8 @@ static struct json_object *default_json(const struct vf_setting *st)
         char *end;
         long long v;
         errno = 0;
-        v = strtoll(d, &end, 0);
+        /* As in the file: decimal or 0x hex, never octal. */
+        v = strtoll(d, &end, d[0] == '0' && (d[1] == 'x' || d[1] == 'X') ? 16 : 10);
         if (*d && !*end && errno == 0)
             return json_object_new_int64(v);
         return json_object_new_string(d);

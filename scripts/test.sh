@@ -47,7 +47,7 @@ summarize build-sanitizers "make check (ASan+UBSan)" || status=1
 mkdir -p build-fuzz
 (cd build-fuzz && { [ -f Makefile ] || "$top/configure" -q CC=clang --enable-fuzzing; } &&
     make -s -j"$jobs" tests/fuzz/fuzz_config tests/fuzz/fuzz_api_body &&
-    sh "$top/tests/fuzz/run.sh" "$FUZZ_SECONDS") || status=1
+    top_builddir=. sh "$top/tests/fuzz/run.sh" "$FUZZ_SECONDS") || status=1
 
 total_pass=0 total_fail=0
 for d in build build-sanitizers; do

@@ -159,6 +159,13 @@ struct vf_kind {
      * e.g. { "PHASE", "status.phase", "NODE", "status.node", NULL }.  NAME and AGE are
      * always shown first and last. */
     const char *const *columns;
+    unsigned flags;          /* enum vf_kind_flags */
+};
+
+enum vf_kind_flags {
+    /* API clients may list, get and watch but never write: objects of this kind
+     * are written by the daemon and its modules only (e.g. AuditEvent). */
+    VF_KIND_API_READ_ONLY = 1 << 0,
 };
 
 /* ---- watches, timers, fds, jobs, routes --------------------------------- */

@@ -141,5 +141,12 @@ vf delete vm linux-vm >/dev/null 2>&1
 check "delete removes the object" sh -c '! "$1" --socket "$2" get vm linux-vm >/dev/null 2>&1' _ "$VIRTFLEET" "$SOCK"
 out=$(vf get auditevents -o json)
 check "changes are audited with the caller's uid" sh -c 'echo "$1" | grep -q "\"uid\": *$2"' _ "$out" "$(id -u)"
+ae=$(vf get auditevents -o name | head -1 | sed 's|.*/||')
+code=$(api -o /dev/null -w '%{http_code}' -X DELETE "http://localhost/apis/virtfleet.io/v1alpha2/auditevents/$ae")
+check "audit events cannot be erased through the API (403)" [ "$code" = 403 ]
+code=$(api -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+    --data '{"kind":"AuditEvent","metadata":{"name":"forged"},"spec":{}}' \
+    http://localhost/apis/virtfleet.io/v1alpha2/auditevents)
+check "nor forged (403)" [ "$code" = 403 ]
 check "daemon stops cleanly on SIGTERM" vf_stop
 done_testing

@@ -133,6 +133,7 @@ static void stack_down(void)
     vf_loop_call(close_on_loop, NULL);
     vf_loop_quit();
     pthread_join(loop_tid, NULL);
+    vf_loop_finish();
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
         fprintf(stderr, "cannot remove %s\n", tmpdir);
@@ -286,10 +287,15 @@ static void create_widget(const char *name, const char *labels, struct resp *r)
     ck_assert_msg(r->status == 201, "create %s: %ld %s", name, r->status, r->body);
 }
 
+/* The store's revision after a write: watching from 0 would mean "the current
+ * objects, then changes", not a replay, so the tests make sure it is not 0. */
 static int64_t list_revision(void)
 {
     struct resp r;
     int64_t rv;
+
+    create_widget("seed", NULL, &r);
+    resp_free(&r);
 
     ck_assert_int_eq(http_json("GET", WIDGETS, NULL, &r), 200);
     rv = strtoll(jstr(r.json, "metadata.resourceVersion"), NULL, 10);
@@ -329,8 +335,11 @@ static size_t watch_write(char *data, size_t size, size_t n, void *arg)
         if (!nl)
             break;
         ll = (size_t)(nl - w->pending);
-        if (w->got < WATCH_MAX_LINES)
-            w->lines[w->got++] = strndup(w->pending, ll);
+        if (w->got < WATCH_MAX_LINES) {
+            w->lines[w->got] = strndup(w->pending, ll);
+            /* Published for watch_ends_on_stop, which polls it from another thread. */
+            __atomic_store_n(&w->got, w->got + 1, __ATOMIC_RELEASE);
+        }
         memmove(w->pending, nl + 1, w->plen - ll - 1);
         w->plen -= ll + 1;
     }
@@ -496,6 +505,8 @@ START_TEST(body_limits_depth)
     char *okdoc = malloc(strlen(ok) + 16), *deepdoc = malloc(strlen(deep) + 16);
     struct json_object *o;
 
+    ck_assert_ptr_nonnull(okdoc);
+    ck_assert_ptr_nonnull(deepdoc);
     sprintf(okdoc, "{\"a\":%s}", ok);
     sprintf(deepdoc, "{\"a\":%s}", deep);
     o = parse(okdoc, &err);
@@ -518,6 +529,8 @@ START_TEST(body_limits_members)
     char *keys = malloc(4100 * 16), *p = keys;
     struct json_object *o;
 
+    ck_assert_ptr_nonnull(doc);
+    ck_assert_ptr_nonnull(keys);
     sprintf(doc, "{\"spec\":{\"x\":[%s]}}", arr);
     ck_assert_ptr_null(parse(doc, &err));
     ck_assert_msg(strstr(err.message, "4097 elements"), "%s", err.message);
@@ -729,6 +742,7 @@ START_TEST(bodies_are_bounded)
 
     /* Larger than max_body, announced by Content-Length. */
     big = malloc(TEST_MAX_BODY + 100);
+    ck_assert_ptr_nonnull(big);
     memset(big, ' ', TEST_MAX_BODY + 99);
     big[0] = '{';
     big[TEST_MAX_BODY + 98] = '}';
@@ -739,6 +753,7 @@ START_TEST(bodies_are_bounded)
 
     /* Exactly at the limit is fine as far as size goes. */
     doc = malloc(TEST_MAX_BODY + 1);
+    ck_assert_ptr_nonnull(doc);
     memset(doc, ' ', TEST_MAX_BODY);
     memcpy(doc, "{\"metadata\":{\"name\":\"edge\"},\"spec\":{}}", 38);
     doc[TEST_MAX_BODY] = '\0';
@@ -979,9 +994,9 @@ START_TEST(watch_ends_on_stop)
     /* Wait until the stream is open: a create shows up on it. */
     create_widget("seen", NULL, &r);
     resp_free(&r);
-    for (int i = 0; i < 100 && w->got == 0; i++)
+    for (int i = 0; i < 100 && __atomic_load_n(&w->got, __ATOMIC_ACQUIRE) == 0; i++)
         usleep(20000);
-    ck_assert_int_eq(w->got, 1);
+    ck_assert_int_eq(__atomic_load_n(&w->got, __ATOMIC_ACQUIRE), 1);
     vf_api_stop();
     watch_join(w);
     ck_assert_msg(w->seconds < 5.0, "watch lasted %.1f s after stop", w->seconds);
@@ -1040,6 +1055,15 @@ START_TEST(socket_mode_and_stale_socket)
     close(fd);
     ck_assert_int_eq(vf_api_start(&o, &err), 0);
     vf_api_stop();
+
+    /* The group is set when asked (any group will do for root; others can only
+     * give the socket to their own group). */
+    o.socket_gid = getuid() == 0 ? 1 : getgid();
+    ck_assert_int_eq(vf_api_start(&o, &err), 0);
+    ck_assert_int_eq(stat(sock_path, &st), 0);
+    ck_assert_int_eq(st.st_gid, o.socket_gid);
+    vf_api_stop();
+    o.socket_gid = (gid_t)-1;
 
     /* A file that is not a socket is never removed. */
     f = fopen(sock_path, "w");
