@@ -167,9 +167,7 @@ static void problem_at(struct loader *ld, unsigned line, const char *path, const
 
 #define problem(ld, s, path, ...) problem_at((ld), config_setting_source_line(s), (path), __VA_ARGS__)
 
-/* A value quoted for a one-line message: control characters escaped (a
- * newline must not split the line) and long values shortened. */
-static const char *quote(const char *s, char *buf, size_t len)
+const char *vf_config_quote(const char *s, char *buf, size_t len)
 {
     size_t o = 0;
 
@@ -198,7 +196,7 @@ static const char *quote(const char *s, char *buf, size_t len)
 }
 
 #define QUOTE_MAX 100
-#define Q(s) quote((s), (char[QUOTE_MAX]){0}, QUOTE_MAX)
+#define Q(s) vf_config_quote((s), (char[QUOTE_MAX]){0}, QUOTE_MAX)
 
 /* "the string "x"", "the integer 5", "a group": what was written instead. */
 static const char *got(const config_setting_t *s, char *buf, size_t len)
@@ -223,7 +221,7 @@ static const char *got(const config_setting_t *s, char *buf, size_t len)
         return config_setting_get_bool(s) ? "the boolean true" : "the boolean false";
     case CONFIG_TYPE_STRING: {
         char q[QUOTE_MAX];
-        snprintf(buf, len, "the string %s", quote(config_setting_get_string(s), q, sizeof q));
+        snprintf(buf, len, "the string %s", vf_config_quote(config_setting_get_string(s), q, sizeof q));
         return buf;
     }
     default:

@@ -60,6 +60,10 @@ void vf_config_errors_clear(struct vf_config_errors *e);
  * was not written in the file. */
 int vf_config_line(const struct vf_config *cfg, const char *path);
 
+/* s in double quotes for a one-line message: control characters escaped (a
+ * newline must not split the line) and long values cut with "...".  Returns buf. */
+const char *vf_config_quote(const char *s, char *buf, size_t len);
+
 /* Of the n `candidates`, the one `word` is most likely a typo of (edit
  * distance ignoring case of at most 2), or NULL.  For "did you mean" hints. */
 const char *vf_config_suggest(const char *word, const char *const *candidates, unsigned n);

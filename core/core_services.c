@@ -24,6 +24,8 @@ struct vf_watch {
 };
 
 static void svc_log(struct vf_module_ctx *ctx, enum vf_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void svc_log(struct vf_module_ctx *ctx, enum vf_log_level level, const char *fmt, ...)
 {
     struct vf_module_instance *m = vf_module_instance_of(ctx);
     va_list ap;

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -344,6 +345,9 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    /* Every connection thread would otherwise get a malloc arena of its own
+     * that keeps the peak of the largest list it ever served. */
+    mallopt(M_ARENA_MAX, 2);
     vf_log_open(true, VF_LOG_INFO);
     if (list_modules) {
         if (vf_modules_init(getenv("VIRTFLEET_MODULE_DIR")) < 0)

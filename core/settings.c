@@ -61,34 +61,7 @@ static void problem(struct checker *ck, const char *path, const char *fmt, ...)
                          ck->in_default ? "the module's default is invalid: " : "", msg);
 }
 
-/* A string quoted for a one-line message (see config.c's quote()). */
-static const char *quote(const char *s, char *buf, size_t len)
-{
-    size_t o = 0;
-
-    buf[o++] = '"';
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (o + 8 >= len) {
-            memcpy(buf + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (c == '"' || c == '\\') {
-            buf[o++] = '\\';
-            buf[o++] = (char)c;
-        } else if (c < 0x20 || c == 0x7f) {
-            o += (size_t)snprintf(buf + o, len - o, "\\x%02x", c);
-        } else {
-            buf[o++] = (char)c;
-        }
-    }
-    buf[o++] = '"';
-    buf[o] = '\0';
-    return buf;
-}
-
-#define Q(s) quote((s), (char[TEXT_MAX]){0}, TEXT_MAX)
+#define Q(s) vf_config_quote((s), (char[TEXT_MAX]){0}, TEXT_MAX)
 
 /* What was written, for "expected X, got Y". */
 static const char *got(struct json_object *v, char *buf, size_t len)
@@ -109,7 +82,7 @@ static const char *got(struct json_object *v, char *buf, size_t len)
     case json_type_boolean:
         return json_object_get_boolean(v) ? "the boolean true" : "the boolean false";
     case json_type_string:
-        snprintf(buf, len, "the string %s", quote(json_object_get_string(v), q, sizeof q));
+        snprintf(buf, len, "the string %s", vf_config_quote(json_object_get_string(v), q, sizeof q));
         return buf;
     default:
         return "nothing";
@@ -122,7 +95,7 @@ static const char *got(struct json_object *v, char *buf, size_t len)
 static const char *written(struct json_object *v, char *buf, size_t len)
 {
     if (json_object_is_type(v, json_type_string))
-        return quote(json_object_get_string(v), buf, len);
+        return vf_config_quote(json_object_get_string(v), buf, len);
     snprintf(buf, len, "%lld", (long long)json_object_get_int64(v));
     return buf;
 }

@@ -34,37 +34,7 @@ vf() { echo "\$ virtfleet $*"; ./build/virtfleet --socket "$demo/virtfleetd.sock
 vf version
 vf modules
 vf get nodes
-./build/virtfleet --socket "$demo/virtfleetd.sock" apply -f - <<'YAML'
-apiVersion: virtualization.deckhouse.io/v1alpha2
-kind: VirtualMachineClass
-metadata:
-  name: generic
-spec:
-  cpu:
-    type: Model
-    model: Nehalem
-  sizingPolicies:
-    - cores:
-        min: 1
-        max: 4
-      memory:
-        min: 1Gi
-        max: 8Gi
-        step: 512Mi
-      coreFractions: [5, 10, 20, 50, 100]
----
-apiVersion: virtualization.deckhouse.io/v1alpha2
-kind: VirtualMachine
-metadata:
-  name: linux-vm
-spec:
-  virtualMachineClassName: generic
-  cpu:
-    cores: 1
-  memory:
-    size: 1Gi
-YAML
-echo
+vf apply -f data/examples/linux-vm.yaml
 vf get vmclass
 vf get vm -o yaml
 vf get auditevents

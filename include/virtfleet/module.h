@@ -236,7 +236,11 @@ struct vf_core {
     int (*fd_add)(struct vf_module_ctx *ctx, int fd, int events, vf_fd_fn fn, void *opaque);
     void (*fd_remove)(struct vf_module_ctx *ctx, int fd_watch_id);
 
-    /* Workers: run() on a worker thread, then done() on the loop thread. */
+    /* Workers: run() on a worker thread, then done() on the loop thread.  done()
+     * is called once for every job whose run() finished, even when the module
+     * stopped in between: keep what a job needs in its opaque (not in state that
+     * stop() frees) and let done() free it.  Jobs still queued when the daemon
+     * exits are dropped without either call. */
     int (*job_submit)(struct vf_module_ctx *ctx, const char *what, vf_job_run_fn run,
                       vf_job_done_fn done, void *opaque);
 

@@ -9,45 +9,8 @@ check "daemon starts" vf_start
 check "socket is mode 0660" sh -c '[ "$(stat -c %a "$1")" = 660 ]' _ "$SOCK"
 check "version answers" sh -c 'vf() { "$1" --socket "$2" version; }; vf "$1" "$2" | grep -q "0.1.0"' _ "$VIRTFLEET" "$SOCK"
 
-# The seeds' VirtualMachineClass (admin guide) with their own apiVersion.
-cat > "$T/class.yaml" <<'YAML'
-apiVersion: virtualization.deckhouse.io/v1alpha2
-kind: VirtualMachineClass
-metadata:
-  name: generic
-spec:
-  cpu:
-    type: Model
-    model: Nehalem
-  sizingPolicies:
-    - cores:
-        min: 1
-        max: 4
-      memory:
-        min: 1Gi
-        max: 8Gi
-        step: 512Mi
-      coreFractions: [5, 10, 20, 50, 100]
-    - cores:
-        min: 5
-        max: 8
-      memory:
-        min: 5Gi
-        max: 16Gi
-        step: 1Gi
-      coreFractions: [20, 50, 100]
----
-apiVersion: virtualization.deckhouse.io/v1alpha2
-kind: VirtualMachine
-metadata:
-  name: linux-vm
-spec:
-  virtualMachineClassName: generic
-  cpu:
-    cores: 1
-  memory:
-    size: 1Gi
-YAML
+# The seeds' VirtualMachineClass and VirtualMachine with their own apiVersion.
+cp "$top_srcdir/data/examples/linux-vm.yaml" "$T/class.yaml"
 out=$(vf apply -f "$T/class.yaml" 2>&1); rc=$?
 diag "$out"
 check "apply of the seeds' manifests succeeds" [ "$rc" -eq 0 ]

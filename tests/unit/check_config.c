@@ -2,6 +2,7 @@
  * error with its exact "FILE:LINE: PATH: message" text, and module settings
  * checked against a schema. */
 #include <check.h>
+#include "testlib.h"
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -810,12 +811,5 @@ static Suite *config_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(config_suite());
-    int failed;
-
-    srunner_set_tap(sr, "-");
-    srunner_run_all(sr, CK_SILENT);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return vf_test_run(config_suite());
 }

@@ -1,6 +1,7 @@
 /* Quantities ("640Mi", "50G", "1.5Gi") and durations ("150s", "1h30m"):
  * what is accepted, what is refused, overflow, and formatting round trips. */
 #include <check.h>
+#include "testlib.h"
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -273,12 +274,5 @@ static Suite *quantity_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(quantity_suite());
-    int failed;
-
-    srunner_set_tap(sr, "-");
-    srunner_run_all(sr, CK_SILENT);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return vf_test_run(quantity_suite());
 }

@@ -17,6 +17,7 @@ static int hello_start(struct vf_module_ctx *ctx, const struct json_object *sett
 
 static void hello_stop(struct vf_module_ctx *ctx)
 {
+    (void)ctx;
 }
 
 VF_MODULE_DEFINE(.name = "hello", .version = "0.1.0", .summary = "an out-of-tree module",
