@@ -3,6 +3,7 @@
  * The event API (not the document loader) is used so that limits apply while
  * parsing: libyaml's loader would resolve aliases and build the whole tree
  * before we could count anything. */
+#include <config.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>

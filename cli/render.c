@@ -1,6 +1,7 @@
 /* Output formats.  Tables follow kubectl's printer (text/tabwriter with a
  * padding of three); AGE follows apimachinery's duration.HumanDuration, so
  * admins read the same figures they know from kubectl. */
+#include <config.h>
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdlib.h>

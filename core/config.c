@@ -3,6 +3,7 @@
  * bad file on SIGHUP is refused before anything is applied.  Module settings
  * are only converted to JSON here; settings.c checks them against each
  * module's schema once the modules are loaded. */
+#include <config.h>
 #include "config.h"
 
 #include <arpa/inet.h>

@@ -2,6 +2,7 @@
  * exact integer arithmetic (no floating point), so "1.5Gi" is exactly
  * 1610612736 and a value that does not fit an int64 is -ERANGE rather than a
  * silently rounded number. */
+#include <config.h>
 #include "quantity.h"
 
 #include <errno.h>

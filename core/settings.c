@@ -3,6 +3,7 @@
  * they mean.  The output is what the module's configure()/start() receive:
  * defaults filled, sizes in bytes, durations in milliseconds, so no module
  * parses a quantity itself. */
+#include <config.h>
 #include "config.h"
 #include "quantity.h"
 

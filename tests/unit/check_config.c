@@ -1,6 +1,7 @@
 /* The configuration file: defaults, the shipped sample, every class of
  * error with its exact "FILE:LINE: PATH: message" text, and module settings
  * checked against a schema. */
+#include <config.h>
 #include <check.h>
 #include "testlib.h"
 #include <errno.h>

@@ -1,5 +1,6 @@
 /* Quantities ("640Mi", "50G", "1.5Gi") and durations ("150s", "1h30m"):
  * what is accepted, what is refused, overflow, and formatting round trips. */
+#include <config.h>
 #include <check.h>
 #include "testlib.h"
 #include <errno.h>
