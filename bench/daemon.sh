@@ -34,6 +34,12 @@ start() {
     ready_ms=$(( $(ms) - t0 ))
 }
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$pid/status"; }
+# Private memory (anonymous pages: heap, stacks) apart from the pages of shared
+# libraries, which libvirt.so and its dependencies dominate and which every
+# libvirt client on the host maps too.
+rss_detail() {
+    awk '/^RssAnon/ { a = $2 } /^RssFile/ { f = $2 } END { printf "anonymous %d KiB, shared-library pages %d KiB", a, f }' "/proc/$pid/status"
+}
 stop() { kill "$pid"; wait "$pid" || true; pid=; }
 
 echo "virtfleetd $("$build/virtfleetd" --version | cut -d' ' -f2), modules:$(echo "$mods" | sed 's/ = { enabled = true; };//g')"
@@ -41,7 +47,8 @@ start
 echo "start to API-ready, empty store: $ready_ms ms"
 sleep 2
 idle=$(rss_kib)
-echo "idle RSS, all built modules enabled: $idle KiB ($(awk -v k="$idle" 'BEGIN { printf "%.1f", k / 1024 }') MiB; libvirtd idles at 30-36 MiB: ratio $(awk -v k="$idle" 'BEGIN { printf "%.2f", k / 1024 / 33 }'))"
+echo "idle RSS, all built modules enabled: $idle KiB ($(rss_detail))"
+echo "  = $(awk -v k="$idle" 'BEGIN { printf "%.1f", k / 1024 }') MiB; libvirtd idles at 30-36 MiB: ratio $(awk -v k="$idle" 'BEGIN { printf "%.2f", k / 1024 / 33 }') against 33 MiB"
 "$build/bench/apibench" "$T/api.sock" create "$OBJECTS"
 stop
 start
@@ -51,5 +58,5 @@ FROM_RV=$(curl -s --unix-socket "$T/api.sock" "http://localhost/apis/virtfleet.i
     sed -n 's/.*"resourceVersion": *"\([0-9]*\)".*/\1/p' | head -1)
 export FROM_RV
 "$build/bench/apibench" "$T/api.sock" watch 50 200
-echo "RSS with $OBJECTS objects after the runs: $(rss_kib) KiB"
+echo "RSS with $OBJECTS objects after the runs: $(rss_kib) KiB ($(rss_detail))"
 stop

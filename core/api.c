@@ -746,8 +746,37 @@ static void op_modules(struct api_op *op)
     api_reply_json(&op->reply, 200, top);
 }
 
+/* Without a selector the stored texts are the items as they are: splice them
+ * into the list instead of parsing and re-serialising every object. */
+static void op_list_unfiltered(struct api_op *op)
+{
+    struct vf_error err = { 0 };
+    const char *kind = NULL;
+    char *items = NULL, *body = NULL;
+    size_t len = 0;
+    int64_t rev = 0;
+    int r = vf_objects_list_text(op->kind, &items, &len, &rev, &kind, &err);
+
+    if (r < 0) {
+        api_reply_error(&op->reply, r, &err);
+        return;
+    }
+    if (asprintf(&body, "{\"apiVersion\":\"%s\",\"kind\":\"%sList\",\"metadata\":"
+                 "{\"resourceVersion\":\"%" PRId64 "\"},\"items\":[%s]}",
+                 API_LIST_API_VERSION, kind, rev, items) < 0)
+        body = NULL;
+    free(items);
+    op->reply.status = 200;
+    free(op->reply.body);
+    op->reply.body = body;
+}
+
 static void op_list(struct api_op *op)
 {
+    if (!op->sel) {
+        op_list_unfiltered(op);
+        return;
+    }
     struct vf_error err = { 0 };
     struct json_object *items = NULL, *top, *meta, *kept;
     int64_t rev = 0;

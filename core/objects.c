@@ -130,6 +130,24 @@ int vf_objects_list(const char *kind, struct json_object **items, int64_t *revis
     return 0;
 }
 
+int vf_objects_list_text(const char *kind, char **text, size_t *len, int64_t *revision,
+                         const char **kind_name, struct vf_error *err)
+{
+    const struct vf_kind_entry *e;
+    int r;
+
+    *text = NULL;
+    if ((r = resolve(kind, &e, err)) < 0)
+        return r;
+    if (kind_name)
+        *kind_name = e->kind->kind;
+    r = vf_store_list_text(objects_store, e->kind->kind, text, len, revision);
+    if (r < 0)
+        return vf_error_set(err, r, 500, "InternalError", "",
+                            "%s: listing failed (see the daemon log)", e->kind->kind);
+    return 0;
+}
+
 /* ---- writes ------------------------------------------------------------ */
 
 int vf_objects_create(const char *kind, const struct json_object *obj, struct json_object **out,

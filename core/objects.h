@@ -15,6 +15,10 @@ int vf_objects_get(const char *kind, const char *name, struct json_object **out,
                    struct vf_error *err);
 int vf_objects_list(const char *kind, struct json_object **items, int64_t *revision,
                     struct vf_error *err);
+/* The same as text: the objects joined with commas (see vf_store_list_text);
+ * *kind_name (may be NULL) gets the canonical kind. */
+int vf_objects_list_text(const char *kind, char **text, size_t *len, int64_t *revision,
+                         const char **kind_name, struct vf_error *err);
 int vf_objects_create(const char *kind, const struct json_object *obj, struct json_object **out,
                       struct vf_error *err);
 int vf_objects_update(const char *kind, const struct json_object *obj, struct json_object **out,

@@ -804,6 +804,33 @@ int vf_store_list(struct vf_store *st, const char *kind, struct json_object **it
     return r;
 }
 
+int vf_store_list_text(struct vf_store *st, const char *kind, char **text, size_t *len,
+                       int64_t *revision)
+{
+    sqlite3_stmt *s = stmt_get(st, ST_LIST_KIND);
+    FILE *out = open_memstream(text, len);
+    int rc;
+
+    if (!out)
+        return -ENOMEM;
+    sqlite3_bind_text(s, 1, kind, -1, SQLITE_STATIC);
+    for (bool first = true; (rc = sqlite3_step(s)) == SQLITE_ROW; first = false) {
+        if (!first)
+            fputc(',', out);
+        fwrite(sqlite3_column_blob(s, 2), 1, (size_t)sqlite3_column_bytes(s, 2), out);
+    }
+    sqlite3_reset(s);
+    if (fclose(out) != 0 || rc != SQLITE_DONE) {
+        vf_log_error("store: listing %s failed: %s", kind, sqlite3_errmsg(st->db));
+        free(*text);
+        *text = NULL;
+        return -EIO;
+    }
+    if (revision)
+        *revision = st->revision;
+    return 0;
+}
+
 int64_t vf_store_count(struct vf_store *st, const char *kind)
 {
     sqlite3_stmt *s = stmt_get(st, kind ? ST_COUNT_KIND : ST_COUNT_ALL);

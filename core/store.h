@@ -41,6 +41,11 @@ int vf_store_get(struct vf_store *st, const char *kind, const char *name, struct
  * be NULL): the store revision the list is consistent with. */
 int vf_store_list(struct vf_store *st, const char *kind, struct json_object **items,
                   int64_t *revision);
+/* The stored JSON text of a kind's objects, sorted by name and joined with
+ * commas (the elements of a JSON array, without brackets): unfiltered lists
+ * need no parsing and re-serialising.  *text: malloc'd; *revision as above. */
+int vf_store_list_text(struct vf_store *st, const char *kind, char **text, size_t *len,
+                       int64_t *revision);
 /* Number of objects of a kind (NULL: all kinds). */
 int64_t vf_store_count(struct vf_store *st, const char *kind);
 
