@@ -6,8 +6,12 @@
 set -eu
 prefix=$1 virtfleetd=$2 pcdir=$3 src=$4
 T=$(mktemp -d /tmp/vf-oot-XXXXXX)
-trap 'kill "$pid" 2>/dev/null; rm -rf "$T"' EXIT
 pid=
+cleanup() {
+    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi
+    rm -rf "$T"
+}
+trap cleanup EXIT
 
 export PKG_CONFIG_PATH="$pcdir"
 cflags=$(pkg-config --cflags virtfleet-module)
