@@ -37,6 +37,7 @@
 #include <microhttpd.h>
 
 #include "api.h"
+#include "label_selector.h"
 #include "audit.h"
 #include "kinds.h"
 #include "log.h"
@@ -223,27 +224,20 @@ static void api_reply_error(struct api_reply *r, int rc, const struct vf_error *
 
 /* ---- label selectors ---------------------------------------------------- */
 
-enum api_sel_op { SEL_EQ, SEL_NEQ, SEL_EXISTS, SEL_NOT_EXISTS };
-
-struct api_sel_term {
-    enum api_sel_op op;
-    char *key;
-    char *value;
-};
-
+/* ?labelSelector=k=v,k!=v,k,!k is the text form of a Kubernetes selector:
+ * it is turned into the JSON form (matchLabels / matchExpressions) and matched
+ * by label_selector.c, the one implementation of selector semantics. */
 struct api_selector {
-    size_t n;
-    struct api_sel_term terms[];
+    struct json_object *source;   /* the JSON form; the compiled one borrows its strings */
+    struct vf_selector *compiled;
 };
 
 static void api_selector_free(struct api_selector *sel)
 {
     if (!sel)
         return;
-    for (size_t i = 0; i < sel->n; i++) {
-        free(sel->terms[i].key);
-        free(sel->terms[i].value);
-    }
+    vf_selector_free(sel->compiled);
+    json_object_put(sel->source);
     free(sel);
 }
 
@@ -283,71 +277,87 @@ static void api_trim(const char **s, size_t *len)
         (*len)--;
 }
 
+static void api_selector_add_expression(struct json_object *exprs, const char *key, size_t klen,
+                                        const char *op, const char *value, size_t vlen)
+{
+    struct json_object *e = json_object_new_object();
+    json_object_object_add(e, "key", json_object_new_string_len(key, (int)klen));
+    json_object_object_add(e, "operator", json_object_new_string(op));
+    if (value) {
+        struct json_object *values = json_object_new_array();
+        json_object_array_add(values, json_object_new_string_len(value, (int)vlen));
+        json_object_object_add(e, "values", values);
+    }
+    json_object_array_add(exprs, e);
+}
+
 /* "k=v,k==v,k!=v,k,!k" -> *out (NULL for an empty selector). */
 static int api_selector_parse(const char *text, struct api_selector **out, struct api_reply *r)
 {
-    struct api_selector *sel;
-    size_t nterms = 1;
-    const char *p = text;
-
     *out = NULL;
     if (!text || !text[0])
         return 0;
-    for (const char *c = text; *c; c++)
-        nterms += *c == ',';
-    sel = calloc(1, sizeof *sel + nterms * sizeof sel->terms[0]);
-    if (!sel) {
-        api_reply_errorf(r, 500, "InternalError", "", "out of memory parsing labelSelector");
-        return -ENOMEM;
-    }
-    for (;;) {
+    struct json_object *labels = json_object_new_object(), *exprs = json_object_new_array();
+    unsigned term = 0;
+    for (const char *p = text;; term++) {
         const char *end = strchr(p, ','), *key = p, *val = NULL, *op;
         size_t len = end ? (size_t)(end - p) : strlen(p), klen, vlen = 0;
-        struct api_sel_term *t = &sel->terms[sel->n];
+        const char *operator;
 
         api_trim(&key, &len);
         if (len && key[0] == '!') {
-            t->op = SEL_NOT_EXISTS;
+            operator = "DoesNotExist";
             key++;
             klen = len - 1;
             api_trim(&key, &klen);
         } else if ((op = memchr(key, '=', len)) != NULL) {
             klen = (size_t)(op - key);
-            if (klen && key[klen - 1] == '!') {
-                t->op = SEL_NEQ;
+            operator = klen && key[klen - 1] == '!' ? "NotIn" : "=";
+            if (operator[0] == 'N')
                 klen--;
-            } else {
-                t->op = SEL_EQ;
-            }
             val = op + 1;
-            if (val < key + len && *val == '=' && t->op == SEL_EQ)
+            if (val < key + len && *val == '=' && operator[0] == '=')
                 val++;
             vlen = (size_t)(key + len - val);
             api_trim(&key, &klen);
             api_trim(&val, &vlen);
         } else {
-            t->op = SEL_EXISTS;
+            operator = "Exists";
             klen = len;
         }
         if (!api_label_key_ok(key, klen) || (val && !api_label_value_ok(val, vlen))) {
             api_reply_errorf(r, 400, "BadRequest", "",
-                             "query parameter labelSelector=\"%s\": term %zu is not one of k=v, "
-                             "k==v, k!=v, k, !k with a valid label key and value",
-                             text, sel->n + 1);
-            api_selector_free(sel);
+                             "query parameter labelSelector=\"%s\": term %u is not one of k=v, "
+                             "k==v, k!=v, k, !k with a valid label key and value", text, term + 1);
+            json_object_put(labels);
+            json_object_put(exprs);
             return -EINVAL;
         }
-        t->key = strndup(key, klen);
-        t->value = val ? strndup(val, vlen) : NULL;
-        sel->n++;
-        if (!t->key || (val && !t->value)) {
-            api_selector_free(sel);
-            api_reply_errorf(r, 500, "InternalError", "", "out of memory parsing labelSelector");
-            return -ENOMEM;
+        if (operator[0] == '=') {
+            char *k = strndup(key, klen);
+            if (k)
+                json_object_object_add(labels, k, json_object_new_string_len(val, (int)vlen));
+            free(k);
+        } else {
+            api_selector_add_expression(exprs, key, klen, operator, val, vlen);
         }
         if (!end)
             break;
         p = end + 1;
+    }
+    struct api_selector *sel = calloc(1, sizeof *sel);
+    if (sel) {
+        sel->source = json_object_new_object();
+        json_object_object_add(sel->source, "matchLabels", labels);
+        json_object_object_add(sel->source, "matchExpressions", exprs);
+        labels = exprs = NULL;
+    }
+    if (!sel || vf_selector_compile(sel->source, &sel->compiled) < 0) {
+        json_object_put(labels);
+        json_object_put(exprs);
+        api_selector_free(sel);
+        api_reply_errorf(r, 500, "InternalError", "", "cannot compile labelSelector \"%s\"", text);
+        return -ENOMEM;
     }
     *out = sel;
     return 0;
@@ -361,32 +371,7 @@ static bool api_selector_match(const struct api_selector *sel, const struct json
         return true;
     if (json_object_object_get_ex(obj, "metadata", &meta))
         json_object_object_get_ex(meta, "labels", &labels);
-    for (size_t i = 0; i < sel->n; i++) {
-        const struct api_sel_term *t = &sel->terms[i];
-        struct json_object *v = NULL;
-        bool has = labels && json_object_object_get_ex(labels, t->key, &v);
-        const char *s = has ? json_object_get_string(v) : NULL;
-
-        switch (t->op) {
-        case SEL_EQ:
-            if (!has || !s || strcmp(s, t->value))
-                return false;
-            break;
-        case SEL_NEQ:
-            if (has && s && !strcmp(s, t->value))
-                return false;
-            break;
-        case SEL_EXISTS:
-            if (!has)
-                return false;
-            break;
-        case SEL_NOT_EXISTS:
-            if (has)
-                return false;
-            break;
-        }
-    }
-    return true;
+    return vf_selector_match(sel->compiled, labels);
 }
 
 /* ---- watch streams ------------------------------------------------------ */

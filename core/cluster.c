@@ -14,7 +14,12 @@
  * A node goes Connecting -> Ready, or -> NotReady (ConnectFailed) and retries
  * with exponential backoff.  A Ready node is probed every heartbeat; a failed
  * probe (Unreachable) or libvirt's close callback (ConnectionLost) drops the
- * connection and enters the same backoff. */
+ * connection and enters the same backoff.
+ *
+ * Controllers subscribe with vf_cluster_listen(): they hear when a node's
+ * connection comes up or goes, and every domain lifecycle event, which is
+ * registered on each connection (on the worker that opens it) and dropped
+ * with the connection. */
 #include <config.h>
 #include "cluster.h"
 #include "log.h"
@@ -72,6 +77,7 @@ struct node {
     struct json_object *labels;  /* the configured ones (own copy) */
     enum node_state state;
     virConnectPtr conn;          /* NODE_READY only */
+    int event_id;                /* its lifecycle callback, or -1 */
     uint64_t gen;                /* the current connection (attempt); older results are stale */
     bool heartbeat_busy;
     int retry_timer;
@@ -104,6 +110,7 @@ struct job {
     uint64_t gen;
     char *uri;                   /* JOB_CONNECT */
     virConnectPtr conn;          /* CONNECT: the new connection; HEARTBEAT: a reference */
+    int event_id;                /* CONNECT: its lifecycle callback, or -1 */
     int rc;
     char error[MESSAGE_MAX];
     struct node_facts facts;
@@ -124,6 +131,11 @@ static int heartbeat_timer;
 static uint64_t gen_counter;
 static struct vf_store *watch_store;
 static struct vf_store_watch *node_watch;
+
+/* Slots rather than a list: a listener may unlisten (or another listen) from
+ * inside a callback while the slots are being walked. */
+enum { LISTENERS_MAX = 16 };
+static const struct vf_cluster_listener *listeners[LISTENERS_MAX];
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -305,6 +317,8 @@ int vf_cluster_caps_cpu_model(const char *caps, char *buf, size_t len)
 /* ---- worker side: jobs ---------------------------------------------------- */
 
 static void conn_closed(virConnectPtr conn, int reason, void *opaque);
+static int domain_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail,
+                            void *opaque);
 
 static void job_free(struct job *j)
 {
@@ -313,8 +327,11 @@ static void job_free(struct job *j)
     if (j->conn) {
         /* A connect job's connection that was never adopted carries our close
          * callback; a heartbeat job only holds a reference. */
-        if (j->type == JOB_CONNECT)
+        if (j->type == JOB_CONNECT) {
+            if (j->event_id >= 0)
+                virConnectDomainEventDeregisterAny(j->conn, j->event_id);
             virConnectUnregisterCloseCallback(j->conn, conn_closed);
+        }
         virConnectClose(j->conn);
     }
     free(j->node);
@@ -417,6 +434,17 @@ static void connect_work(struct job *j)
         return;
     }
     read_identity(conn, j->node, &j->facts);
+    /* Registered here, not on the loop: on a remote node it is a round trip.
+     * Events that arrive before the loop adopts the connection are dropped
+     * (the node is not Ready yet); listeners list the domains on node_up. */
+    j->event_id = virConnectDomainEventRegisterAny(conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                                   VIR_DOMAIN_EVENT_CALLBACK(domain_lifecycle),
+                                                   (void *)(uintptr_t)j->gen, NULL);
+    if (j->event_id < 0) {
+        vf_log_warn("node \"%s\": no domain lifecycle events: %s", j->node,
+                    virGetLastErrorMessage());
+        virResetLastError();
+    }
     j->conn = conn;
     j->rc = 0;
 }
@@ -490,6 +518,7 @@ static struct job *job_new(enum job_type type, const struct node *n)
         return NULL;
     j->type = type;
     j->gen = n->gen;
+    j->event_id = -1;
     j->node = strdup(n->name);
     if (type == JOB_CONNECT)
         j->uri = strdup(n->uri);
@@ -707,9 +736,15 @@ static void node_set_condition(struct node *n, bool ready, const char *reason,
 
 /* Forget the connection and any pending retry.  The generation moves on, so
  * results of jobs still in flight for the old one are dropped. */
+static void listeners_node_down(const char *node);
+
 static void node_disconnect(struct node *n)
 {
+    bool was_ready = n->state == NODE_READY;
     if (n->conn) {
+        if (n->event_id >= 0)
+            virConnectDomainEventDeregisterAny(n->conn, n->event_id);
+        n->event_id = -1;
         virConnectUnregisterCloseCallback(n->conn, conn_closed);
         virConnectClose(n->conn);
         n->conn = NULL;
@@ -721,6 +756,8 @@ static void node_disconnect(struct node *n)
     n->heartbeat_busy = false;
     n->gen = ++gen_counter;
     n->state = NODE_WAITING;
+    if (was_ready)
+        listeners_node_down(n->name);
 }
 
 static void node_connect(struct node *n);
@@ -786,7 +823,8 @@ static void connect_done(struct job *j)
         return;
     }
     n->conn = j->conn;
-    j->conn = NULL;   /* adopted, with its close callback */
+    n->event_id = j->event_id;
+    j->conn = NULL;   /* adopted, with its close and event callbacks */
     n->state = NODE_READY;
     n->facts = j->facts;
     n->have_facts = true;
@@ -799,6 +837,12 @@ static void connect_done(struct job *j)
     vf_log_info("node \"%s\": connected to \"%s\" (%u CPUs, %s)", n->name, n->uri, n->facts.cpus,
                 mem);
     node_publish(n);
+    for (int i = 0; i < LISTENERS_MAX; i++) {
+        const struct vf_cluster_listener *l = listeners[i];
+        /* A listener may disconnect the node from its callback. */
+        if (l && l->node_up && n->state == NODE_READY)
+            l->node_up(l->opaque, n->name, n->conn);
+    }
 }
 
 static void heartbeat_done(struct job *j)
@@ -869,6 +913,108 @@ static void conn_closed(virConnectPtr conn, int reason, void *opaque)
         free(ev);
 }
 
+/* ---- listeners and domain events -------------------------------------------- */
+
+static void listeners_node_down(const char *node)
+{
+    for (int i = 0; i < LISTENERS_MAX; i++) {
+        const struct vf_cluster_listener *l = listeners[i];
+        if (l && l->node_down)
+            l->node_down(l->opaque, node);
+    }
+}
+
+struct domain_event {
+    uint64_t gen;
+    char *name;
+    unsigned char uuid[VIR_UUID_BUFLEN];
+    int event, detail;
+};
+
+static void domain_event_deliver(struct domain_event *ev)
+{
+    for (struct node *n = nodes; n; n = n->next) {
+        if (n->gen != ev->gen)
+            continue;
+        if (n->state != NODE_READY)
+            return;
+        char *node = strdup(n->name);   /* a listener may remove the node */
+        if (!node)
+            return;
+        for (int i = 0; i < LISTENERS_MAX; i++) {
+            const struct vf_cluster_listener *l = listeners[i];
+            if (l && l->domain_event)
+                l->domain_event(l->opaque, node, ev->name, ev->uuid, ev->event, ev->detail);
+        }
+        free(node);
+        return;
+    }
+}
+
+static void domain_event_on_loop(void *opaque)
+{
+    struct domain_event *ev = opaque;
+    domain_event_deliver(ev);
+    free(ev->name);
+    free(ev);
+}
+
+/* libvirt dispatches events from its event loop, which is ours, so this
+ * normally runs on the loop thread; should a driver call it from elsewhere,
+ * the event is handed over.  The node is found by connection generation. */
+static int domain_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail,
+                            void *opaque)
+{
+    (void)conn;
+    struct domain_event *ev = calloc(1, sizeof *ev);
+    const char *name = virDomainGetName(dom);
+    if (!ev || !(ev->name = strdup(name ? name : "")) || virDomainGetUUID(dom, ev->uuid) < 0) {
+        if (ev)
+            free(ev->name);
+        free(ev);
+        return 0;
+    }
+    ev->gen = (uintptr_t)opaque;
+    ev->event = event;
+    ev->detail = detail;
+    if (vf_loop_on_loop_thread()) {
+        domain_event_on_loop(ev);
+    } else if (vf_loop_post(domain_event_on_loop, ev) < 0) {
+        free(ev->name);
+        free(ev);
+    }
+    return 0;
+}
+
+int vf_cluster_listen(const struct vf_cluster_listener *l)
+{
+    int slot = -1;
+    for (int i = 0; i < LISTENERS_MAX; i++) {
+        if (listeners[i] == l)
+            return 0;
+        if (!listeners[i] && slot < 0)
+            slot = i;
+    }
+    if (slot < 0) {
+        vf_log_error("cluster: too many listeners (at most %d)", LISTENERS_MAX);
+        return -ENOSPC;
+    }
+    listeners[slot] = l;
+    if (l->node_up) {
+        for (struct node *n = nodes; n; n = n->next)
+            if (n->state == NODE_READY && listeners[slot] == l)
+                l->node_up(l->opaque, n->name, n->conn);
+    }
+    return 0;
+}
+
+void vf_cluster_unlisten(const struct vf_cluster_listener *l)
+{
+    for (int i = 0; i < LISTENERS_MAX; i++)
+        if (listeners[i] == l)
+            listeners[i] = NULL;
+}
+
 static void heartbeat_tick(void *opaque)
 {
     (void)opaque;
@@ -906,6 +1052,7 @@ static struct node *node_new(const struct vf_config_node *c)
     n->uri = strdup(c->uri);
     n->labels = json_copy(c->labels);
     n->state = NODE_WAITING;
+    n->event_id = -1;
     if (!n->name || !n->uri || !n->labels) {
         node_free(n);
         return NULL;

@@ -24,6 +24,29 @@ void vf_cluster_stop(void);
 /* The connection (a virConnectPtr) of a node that is Ready, else NULL.  Borrowed. */
 void *vf_cluster_connection(const char *node);
 
+/* Listeners: how controllers learn that a node's connection came up or went
+ * away and what libvirt says about domains (lifecycle events, registered on
+ * every connection as it comes up).  All callbacks run on the loop thread.
+ * node_up: the node just became Ready (its Node status already says so);
+ * `conn` is the virConnectPtr, borrowed like vf_cluster_connection().
+ * node_down: the node's connection is gone (lost, failed probe, reconfigured,
+ * removed or the cluster stopping).  domain_event: a VIR_DOMAIN_EVENT_ID_LIFECYCLE
+ * event (virDomainEventType and its detail) from a Ready node.  Any callback
+ * may be NULL.  The listener is kept by pointer: it must stay valid until
+ * vf_cluster_unlisten(). */
+struct vf_cluster_listener {
+    void (*node_up)(void *opaque, const char *node, void *conn);
+    void (*node_down)(void *opaque, const char *node);
+    void (*domain_event)(void *opaque, const char *node, const char *domain_name,
+                         const unsigned char uuid[16], int event, int detail);
+    void *opaque;
+};
+/* Loop thread.  Calls node_up at once for every node already Ready, so a
+ * controller started late misses nothing.  -ENOSPC when too many listen. */
+int vf_cluster_listen(const struct vf_cluster_listener *l);
+/* Loop thread; safe from inside a listener callback. */
+void vf_cluster_unlisten(const struct vf_cluster_listener *l);
+
 /* The heartbeat interval in milliseconds (default 10000).  Tests shorten it;
  * takes effect at once.  A status whose only change is its heartbeat time is
  * written at most every 6 intervals (60 s by default) to keep writes cheap. */

@@ -17,7 +17,8 @@ int vf_ipam_new(const struct json_object *cidrs, struct vf_ipam **out, struct vf
 void vf_ipam_free(struct vf_ipam *ipam);
 /* Record an address as issued to owner (at start-up, from the store).  -EEXIST
  * when another owner holds it, -ERANGE when it is in no subnet (or is a
- * subnet's first/last address). */
+ * subnet's first/last address).  An owner holds one address: reserving another
+ * moves it there, and the same one again is a no-op. */
 int vf_ipam_reserve(struct vf_ipam *ipam, const char *addr, const char *owner, struct vf_error *err);
 /* Issue the lowest free address (any subnet, in configured order) to owner; an
  * owner that already holds one gets the same one again.  -ENOSPC when full. */
@@ -30,6 +31,8 @@ const char *vf_ipam_lookup(const struct vf_ipam *ipam, const char *owner);
  * that still has issued addresses (and which VMs hold them). */
 int vf_ipam_check_change(const struct vf_ipam *ipam, const struct json_object *new_cidrs,
                          struct vf_error *err);
-/* Move the issued addresses over to a new ipam (after a reload). */
+/* Move the issued addresses over to a new ipam (after a reload).  Stops at the
+ * first address `to` cannot take (-ERANGE, -EEXIST), which check_change rules
+ * out; `to` then holds those moved so far. */
 int vf_ipam_transfer(const struct vf_ipam *from, struct vf_ipam *to, struct vf_error *err);
 #endif

@@ -14,7 +14,10 @@ core_libvfcore_la_SOURCES = \
 	core/config.c core/settings.c core/config.h \
 	core/modules.c core/core_services.c core/modules.h core/module_instance.h \
 	core/audit.c core/audit.h \
-	core/cluster.c core/cluster.h
+	core/domain_xml.c core/domain_xml.h core/classes.c core/classes.h \
+	core/label_selector.c core/label_selector.h core/placement.c core/placement.h core/ipam.c core/ipam.h \
+	core/cluster.c core/cluster.h \
+	core/vms.c core/vms.h core/vmops.c core/vm_jobs.c core/vms_internal.h
 core_libvfcore_la_CFLAGS = $(AM_CFLAGS) $(LIBVIRT_CFLAGS) $(LIBCONFIG_CFLAGS) $(SQLITE_CFLAGS) \
 	$(MHD_CFLAGS)
 core_libvfcore_la_LIBADD = $(LIBVIRT_LIBS) $(LIBCONFIG_LIBS) $(JSONC_LIBS) $(SQLITE_LIBS) \

@@ -20,6 +20,7 @@
 
 #include "api.h"
 #include "audit.h"
+#include "classes.h"
 #include "cluster.h"
 #include "config.h"
 #include "core_kinds.h"
@@ -28,6 +29,7 @@
 #include "modules.h"
 #include "objects.h"
 #include "store.h"
+#include "vms.h"
 #include "workers.h"
 
 #ifndef SYSCONFDIR
@@ -179,6 +181,17 @@ static void reload(struct daemon_state *d)
         vf_log_error("reload rejected: the configuration in force stays unchanged");
         return;
     }
+    /* Checked before anything changes: a reload that would strand issued
+     * addresses is refused whole. */
+    struct vf_config_errors errors = {0};
+    if (vf_vms_check_config(next, &errors) < 0) {
+        print_errors(&errors);
+        vf_config_errors_clear(&errors);
+        vf_config_free(next);
+        vf_log_error("reload rejected: the configuration in force stays unchanged");
+        return;
+    }
+    vf_config_errors_clear(&errors);
     const struct vf_config *cur = d->cfg;
     if (strcmp(cur->state_dir, next->state_dir) || strcmp(cur->api_socket, next->api_socket) ||
         strcmp(cur->pidfile, next->pidfile) || cur->workers != next->workers)
@@ -186,6 +199,7 @@ static void reload(struct daemon_state *d)
                     "next restart");
     vf_log_set_level(next->log_level);
     vf_cluster_apply(next);
+    vf_vms_apply_config(next);
     vf_modules_apply(next);
     vf_config_free(d->cfg);
     d->cfg = next;
@@ -288,6 +302,8 @@ static int start(struct daemon_state *d)
     }
     d->api_started = true;
     vf_cluster_apply(cfg);
+    if ((rc = vf_classes_start()) < 0 || (rc = vf_vms_start(cfg)) < 0)
+        return rc;
     vf_modules_apply(cfg);
     vf_log_info("virtfleetd %s ready: API on \"%s\", %lld objects in the store", PACKAGE_VERSION,
                 cfg->api_socket, (long long)vf_store_count(d->store, NULL));
@@ -297,6 +313,8 @@ static int start(struct daemon_state *d)
 static void stop(struct daemon_state *d)
 {
     vf_modules_stop_all();
+    vf_vms_stop();
+    vf_classes_stop();
     vf_cluster_stop();
     if (d->api_started)
         vf_api_stop();

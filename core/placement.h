@@ -30,7 +30,9 @@ struct vf_placement_node {
     const struct json_object *labels;
     int64_t cpu_capacity_millis;    /* allocatable CPUs x 1000 */
     int64_t memory_capacity_bytes;
-    /* VMs currently placed on (or reserved for) this node. */
+    /* VMs currently placed on (or reserved for) this node.  Leave out the VM
+     * being placed: its reservation would count twice (affinity ignores a VM
+     * of the request's name either way). */
     const struct vf_placement_vm *vms;
     size_t n_vms;
 };

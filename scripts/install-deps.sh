@@ -7,8 +7,13 @@ BUILD="autoconf automake libtool pkg-config make gcc clang libltdl-dev libvirt-d
   libconfig-dev libjson-c-dev libcurl4-openssl-dev libsqlite3-dev libmicrohttpd-dev
   libyaml-dev check"
 # The test driver lives in libvirt0 (pulled in by libvirt-dev); valgrind and curl
-# are used by the tests, sqlite3 by the crash-safety check.
-TEST="valgrind curl sqlite3 procps"
+# are used by the tests, sqlite3 by the crash-safety check.  The real nodes of
+# tests/lib/cluster.sh need libvirtd with its QEMU driver, virsh, QEMU, tini (a
+# subreaper for QEMU), util-linux/mount (unshare, setsid, bind mounts) and
+# binutils (the test guests).  Never libvirt-daemon-system: it replaces init.
+TEST="valgrind curl sqlite3 procps
+  libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 tini
+  util-linux mount binutils"
 
 missing=""
 for p in $BUILD $TEST; do

@@ -38,14 +38,16 @@ vf_teardown() {
 }
 
 # write_config [MODULES_BLOCK] [EXTRA]: the daemon's config for this test.
+# NODES_CONFIG, when set, replaces the default `nodes = (...);` line.
 write_config() {
+    nodes_line=${NODES_CONFIG:-'nodes = ( { name = "demo"; uri = "test:///default"; labels = { zone = "a"; }; } );'}
     cat > "$CONF" <<CONF
 state_dir = "$T/state";
 pidfile = "$T/virtfleetd.pid";
 log_level = "debug";
 module_dir = "$T/modules";
 api = { socket = "$SOCK"; mode = "0660"; };
-nodes = ( { name = "demo"; uri = "test:///default"; labels = { zone = "a"; }; } );
+$nodes_line
 modules = { ${1:-} };
 ${2:-}
 CONF

@@ -3,10 +3,11 @@ INTEGRATION_TESTS = \
 	tests/integration/cli_basics.sh \
 	tests/integration/config_reload.sh \
 	tests/integration/crash_safety.sh \
-	tests/integration/bad_config.sh
+	tests/integration/bad_config.sh \
+	tests/integration/nodes_smoke.sh
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/out_of_tree_module.sh \
-	tests/integration/outoftree/hello.c
+	tests/integration/outoftree/hello.c tests/lib/cluster.sh tests/lib/guest
 
 # The SDK as a third party sees it: build a module against the installed header
 # and .pc file only, then load it with the installed daemon (run by distcheck).

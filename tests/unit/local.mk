@@ -10,7 +10,12 @@ CORE_UNITS = \
 	tests/unit/check_kinds \
 	tests/unit/check_api \
 	tests/unit/check_modules \
-	tests/unit/check_cluster
+	tests/unit/check_cluster \
+	tests/unit/check_vms \
+	tests/unit/check_domain_xml \
+	tests/unit/check_classes \
+	tests/unit/check_placement \
+	tests/unit/check_ipam
 check_PROGRAMS += $(CORE_UNITS) tests/unit/check_manifest
 TESTS += $(CORE_UNITS) tests/unit/check_manifest
 
@@ -47,3 +52,13 @@ tests_unit_modules_bad_settings_la_LDFLAGS = $(BROKEN_MODULE_LINKFLAGS)
 EXTRA_DIST += tests/unit/testlib.h
 tests_unit_check_cluster_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_cluster_LDADD = $(CORE_UNIT_LIBS)
+tests_unit_check_vms_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_vms_LDADD = $(CORE_UNIT_LIBS)
+tests_unit_check_placement_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_placement_LDADD = $(CORE_UNIT_LIBS)
+tests_unit_check_ipam_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_ipam_LDADD = $(CORE_UNIT_LIBS)
+tests_unit_check_domain_xml_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_domain_xml_LDADD = $(CORE_UNIT_LIBS)
+tests_unit_check_classes_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_classes_LDADD = $(CORE_UNIT_LIBS)

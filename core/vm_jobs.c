@@ -1,0 +1,342 @@
+/* The VM controller's libvirt work: every call on a node's connection (a
+ * round trip to a remote libvirtd, or seconds for virDomainCreate) runs here
+ * on a worker, never on the loop.  A job reports what it did and the state it
+ * left the domain in; the controller decides what that means, on the loop.
+ *
+ * Jobs are found again by id, as in cluster.c: vf_vm_jobs_drop_all() (the
+ * controller stopping) takes them all out of the table, so a result that
+ * arrives later is dropped without touching freed state, and a job still
+ * running frees itself on its worker. */
+#include <config.h>
+#include "vms_internal.h"
+#include "domain_xml.h"
+#include "loop.h"
+#include "workers.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct vf_vm_job *jobs;
+static uint64_t jobs_next_id = 1;
+
+const char *vf_dom_state_name(enum vf_dom_state s)
+{
+    switch (s) {
+    case VF_DOM_ABSENT: return "absent";
+    case VF_DOM_INACTIVE: return "shut off";
+    case VF_DOM_ACTIVE: return "running";
+    default: return "unknown";
+    }
+}
+
+struct vf_vm_job *vf_vm_job_new(enum vf_vm_job_type type, const char *node, const char *vm,
+                                const char *uuid)
+{
+    struct vf_vm_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->type = type;
+    j->node = strdup(node);
+    j->vm = vm ? strdup(vm) : NULL;
+    snprintf(j->uuid, sizeof j->uuid, "%s", uuid ? uuid : "");
+    if (!j->node || (vm && !j->vm)) {
+        vf_vm_job_free(j);
+        return NULL;
+    }
+    return j;
+}
+
+void vf_vm_job_free(struct vf_vm_job *j)
+{
+    if (!j)
+        return;
+    if (j->conn)
+        virConnectClose(j->conn);
+    free(j->node);
+    free(j->vm);
+    free(j->xml);
+    free(j->domains);
+    free(j);
+}
+
+/* Under jobs_lock. */
+static struct vf_vm_job *job_lookup(uint64_t id, bool unlink)
+{
+    for (struct vf_vm_job **pp = &jobs; *pp; pp = &(*pp)->next) {
+        struct vf_vm_job *j = *pp;
+        if (j->id == id) {
+            if (unlink)
+                *pp = j->next;
+            return j;
+        }
+    }
+    return NULL;
+}
+
+/* ---- worker side ---------------------------------------------------------- */
+
+static void job_fail(struct vf_vm_job *j, int rc, const char *what)
+{
+    const char *msg = virGetLastErrorMessage();
+    snprintf(j->error, sizeof j->error, "%s: %s", what, msg ? msg : "unknown error");
+    virResetLastError();
+    j->rc = rc;
+}
+
+static enum vf_dom_state dom_state(virDomainPtr dom)
+{
+    int active = virDomainIsActive(dom);
+    if (active < 0) {
+        virResetLastError();
+        return VF_DOM_UNKNOWN;
+    }
+    return active ? VF_DOM_ACTIVE : VF_DOM_INACTIVE;
+}
+
+/* The VM's domain, or NULL: absent (state ABSENT, rc 0) or an error. */
+static virDomainPtr lookup(struct vf_vm_job *j)
+{
+    virDomainPtr dom = virDomainLookupByUUIDString(j->conn, j->uuid);
+    if (dom) {
+        j->state = dom_state(dom);
+        return dom;
+    }
+    if (virGetLastErrorCode() == VIR_ERR_NO_DOMAIN) {
+        virResetLastError();
+        j->state = VF_DOM_ABSENT;
+    } else {
+        job_fail(j, -EIO, "looking up the domain failed");
+        j->state = VF_DOM_UNKNOWN;
+    }
+    return NULL;
+}
+
+/* A CPU that libvirt can run as a KVM guest says so in its capabilities. */
+static void read_domain_type(struct vf_vm_job *j)
+{
+    const char *type = virConnectGetType(j->conn);
+    if (type && !strcasecmp(type, "TEST")) {
+        snprintf(j->domain_type, sizeof j->domain_type, "test");
+        return;
+    }
+    char *caps = virConnectGetCapabilities(j->conn);
+    bool kvm = caps && (strstr(caps, "<domain type='kvm'") || strstr(caps, "<domain type=\"kvm\""));
+    free(caps);
+    virResetLastError();
+    snprintf(j->domain_type, sizeof j->domain_type, "%s", kvm ? "kvm" : "qemu");
+}
+
+static void scan_work(struct vf_vm_job *j)
+{
+    virDomainPtr *doms = NULL;
+    int n = virConnectListAllDomains(j->conn, &doms, 0);
+    if (n < 0) {
+        job_fail(j, -EIO, "listing domains failed");
+        return;
+    }
+    j->domains = calloc((size_t)n + 1, sizeof *j->domains);
+    for (int i = 0; i < n; i++) {
+        if (j->domains) {
+            struct vf_vm_domain *d = &j->domains[j->n_domains];
+            const char *name = virDomainGetName(doms[i]);
+            snprintf(d->name, sizeof d->name, "%s", name ? name : "");
+            if (virDomainGetUUIDString(doms[i], d->uuid) < 0)
+                d->uuid[0] = '\0';
+            d->state = dom_state(doms[i]);
+            char *xml = virDomainGetXMLDesc(doms[i], 0);
+            if (!xml || vf_domain_xml_vm_uid(xml, d->vm_uid, sizeof d->vm_uid) < 0)
+                d->vm_uid[0] = '\0';
+            free(xml);
+            virResetLastError();
+            j->n_domains++;
+        }
+        virDomainFree(doms[i]);
+    }
+    free(doms);
+    if (!j->domains) {
+        snprintf(j->error, sizeof j->error, "listing domains: out of memory");
+        j->rc = -ENOMEM;
+        return;
+    }
+    read_domain_type(j);
+    j->rc = 0;
+}
+
+static void start_work(struct vf_vm_job *j)
+{
+    virDomainPtr dom = lookup(j);
+    if (j->rc < 0)
+        return;
+    if (j->state == VF_DOM_ACTIVE) {
+        virDomainFree(dom);   /* already running: never start twice */
+        return;
+    }
+    /* Defining again replaces an inactive definition: the domain then starts
+     * from the current spec. */
+    if (dom)
+        virDomainFree(dom);
+    dom = virDomainDefineXML(j->conn, j->xml);
+    if (!dom) {
+        job_fail(j, -EINVAL, "defining the domain failed");
+        return;
+    }
+    j->state = VF_DOM_INACTIVE;
+    if (virDomainCreate(dom) < 0) {
+        job_fail(j, -EIO, "starting the domain failed");
+        j->state = dom_state(dom);
+    } else {
+        j->state = VF_DOM_ACTIVE;
+    }
+    virDomainFree(dom);
+}
+
+static void stop_work(struct vf_vm_job *j)
+{
+    virDomainPtr dom = lookup(j);
+    if (!dom)
+        return;
+    if (j->state == VF_DOM_ACTIVE) {
+        if (j->force) {
+            if (virDomainDestroy(dom) < 0)
+                job_fail(j, -EIO, "destroying the domain failed");
+        } else if (virDomainShutdown(dom) < 0) {
+            job_fail(j, -EIO, "asking the guest to shut down failed");
+        } else {
+            j->shutdown_sent = true;
+        }
+        j->state = dom_state(dom);
+        if (j->state != VF_DOM_ACTIVE)
+            j->shutdown_sent = false;
+    }
+    virDomainFree(dom);
+}
+
+static void cleanup_work(struct vf_vm_job *j)
+{
+    virDomainPtr dom = lookup(j);
+    if (!dom)
+        return;
+    if (j->state == VF_DOM_ACTIVE && virDomainDestroy(dom) < 0) {
+        job_fail(j, -EIO, "destroying the domain failed");
+        j->state = dom_state(dom);
+        virDomainFree(dom);
+        return;
+    }
+    /* Whatever libvirt keeps beside the definition goes with it; drivers that
+     * know none of these flags take the plain call. */
+    unsigned flags = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+                     VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | VIR_DOMAIN_UNDEFINE_NVRAM;
+    int rc = virDomainUndefineFlags(dom, flags);
+    if (rc < 0 && (virGetLastErrorCode() == VIR_ERR_NO_SUPPORT ||
+                   virGetLastErrorCode() == VIR_ERR_INVALID_ARG)) {
+        virResetLastError();
+        rc = virDomainUndefine(dom);
+    }
+    if (rc < 0) {
+        job_fail(j, -EIO, "undefining the domain failed");
+        j->state = dom_state(dom);
+    } else {
+        j->state = VF_DOM_ABSENT;
+    }
+    virDomainFree(dom);
+}
+
+static void probe_work(struct vf_vm_job *j)
+{
+    virDomainPtr dom = lookup(j);
+    if (dom)
+        virDomainFree(dom);
+}
+
+static void job_run(void *opaque)
+{
+    uint64_t id = (uintptr_t)opaque;
+    pthread_mutex_lock(&jobs_lock);
+    struct vf_vm_job *j = job_lookup(id, false);
+    if (j)
+        j->running = true;
+    pthread_mutex_unlock(&jobs_lock);
+    if (!j)
+        return;
+
+    switch (j->type) {
+    case VF_VM_JOB_SCAN: scan_work(j); break;
+    case VF_VM_JOB_START: start_work(j); break;
+    case VF_VM_JOB_STOP: stop_work(j); break;
+    case VF_VM_JOB_CLEANUP: cleanup_work(j); break;
+    case VF_VM_JOB_PROBE: probe_work(j); break;
+    }
+
+    pthread_mutex_lock(&jobs_lock);
+    j->running = false;
+    bool orphaned = j->orphaned;
+    pthread_mutex_unlock(&jobs_lock);
+    if (orphaned)
+        vf_vm_job_free(j);
+}
+
+/* ---- loop side ---------------------------------------------------------------- */
+
+static void job_done(void *opaque)
+{
+    uint64_t id = (uintptr_t)opaque;
+    pthread_mutex_lock(&jobs_lock);
+    struct vf_vm_job *j = job_lookup(id, true);
+    pthread_mutex_unlock(&jobs_lock);
+    if (!j)
+        return;   /* dropped by vf_vm_jobs_drop_all() */
+    if (j->done)
+        j->done(j);
+    vf_vm_job_free(j);
+}
+
+int vf_vm_job_submit(struct vf_vm_job *j, void *conn, const char *what)
+{
+    if (!conn) {
+        vf_vm_job_free(j);
+        return -ENOTCONN;
+    }
+    virConnectRef(conn);
+    j->conn = conn;
+    pthread_mutex_lock(&jobs_lock);
+    uint64_t id = j->id = jobs_next_id++;
+    j->next = jobs;
+    jobs = j;
+    pthread_mutex_unlock(&jobs_lock);
+    int rc = vf_workers_submit(what, job_run, job_done, (void *)(uintptr_t)id);
+    if (rc < 0) {
+        pthread_mutex_lock(&jobs_lock);
+        job_lookup(id, true);
+        pthread_mutex_unlock(&jobs_lock);
+        vf_vm_job_free(j);
+    }
+    return rc;
+}
+
+void vf_vm_jobs_drop_all(void)
+{
+    pthread_mutex_lock(&jobs_lock);
+    struct vf_vm_job *idle = NULL;
+    while (jobs) {
+        struct vf_vm_job *j = jobs;
+        jobs = j->next;
+        if (j->running) {
+            j->orphaned = true;
+        } else {
+            j->next = idle;
+            idle = j;
+        }
+    }
+    pthread_mutex_unlock(&jobs_lock);
+    while (idle) {
+        struct vf_vm_job *next = idle->next;
+        vf_vm_job_free(idle);
+        idle = next;
+    }
+}

@@ -1,0 +1,110 @@
+/* Shared between the VM controller's files (vms.c, vmops.c, vm_jobs.c): not
+ * part of any public interface.  Loop thread only unless noted. */
+#ifndef VF_VMS_INTERNAL_H
+#define VF_VMS_INTERNAL_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <json-c/json.h>
+
+#define VF_VM_KIND "VirtualMachine"
+#define VF_VMOP_KIND "VirtualMachineOperation"
+#define VF_VM_UID_MAX 64
+#define VF_VM_ERROR_MAX 512
+
+/* ---- vm_jobs.c: blocking libvirt work on workers --------------------------- */
+
+/* What is known of a VM's domain on one node. */
+enum vf_dom_state { VF_DOM_UNKNOWN, VF_DOM_ABSENT, VF_DOM_INACTIVE, VF_DOM_ACTIVE };
+const char *vf_dom_state_name(enum vf_dom_state s);
+
+enum vf_vm_job_type {
+    VF_VM_JOB_SCAN,     /* list a node's domains (and its domain type) */
+    VF_VM_JOB_START,    /* define `xml` (when absent or inactive) and start it */
+    VF_VM_JOB_STOP,     /* graceful shutdown, or destroy when `force` */
+    VF_VM_JOB_CLEANUP,  /* destroy if active, then undefine */
+    VF_VM_JOB_PROBE,    /* read the domain's state */
+};
+
+struct vf_vm_domain {               /* one domain a scan found */
+    char name[256];
+    char uuid[VF_VM_UID_MAX];       /* its libvirt UUID */
+    char vm_uid[VF_VM_UID_MAX];     /* the vf:vm metadata uid, or "" when not ours */
+    enum vf_dom_state state;
+};
+
+struct vf_vm_job;
+typedef void (*vf_vm_job_done_fn)(struct vf_vm_job *j);
+
+struct vf_vm_job {
+    /* Request (set before submitting). */
+    enum vf_vm_job_type type;
+    char *node;
+    char *vm;                       /* VM name (not for SCAN) */
+    char uuid[VF_VM_UID_MAX];       /* the VM's uid = its domain's UUID */
+    char *xml;                      /* START */
+    bool force;                     /* STOP */
+    int grace_ms;                   /* STOP: how long a graceful shutdown may take */
+    uint64_t seq;                   /* the caller's: what the result must be checked against */
+    uint64_t conn_seq;              /* SCAN: which connection of the node it listed */
+    bool detached;                  /* CLEANUP of a stale copy: no VM waits for it */
+    vf_vm_job_done_fn done;         /* on the loop thread; the job is freed after it */
+
+    /* Result. */
+    int rc;                         /* 0 or a negative errno with `error` set */
+    char error[VF_VM_ERROR_MAX];
+    enum vf_dom_state state;        /* the domain's state when the job ended */
+    bool shutdown_sent;             /* STOP: asked the guest to shut down; it still runs */
+    struct vf_vm_domain *domains;   /* SCAN */
+    size_t n_domains;
+    char domain_type[8];            /* SCAN: "test", "kvm" or "qemu" */
+
+    /* Private to vm_jobs.c. */
+    void *conn;
+    uint64_t id;
+    bool running, orphaned;
+    struct vf_vm_job *next;
+};
+
+/* A new job for node (and vm, which may be NULL for a scan), or NULL. */
+struct vf_vm_job *vf_vm_job_new(enum vf_vm_job_type type, const char *node, const char *vm,
+                                const char *uuid);
+void vf_vm_job_free(struct vf_vm_job *j);
+/* Takes j (freed on failure).  conn: the node's virConnectPtr (a reference is
+ * taken for the job).  `what` must be a string literal. */
+int vf_vm_job_submit(struct vf_vm_job *j, void *conn, const char *what);
+/* Forget every job: done() is not called any more; running jobs free
+ * themselves on their worker. */
+void vf_vm_jobs_drop_all(void);
+
+/* ---- vms.c: for vmops.c ------------------------------------------------------ */
+
+/* vmops.c tells the controller, on every pass, which VMs an operation in
+ * progress wants stopped (Stop and the first half of Restart).  In memory:
+ * the operations in the store are the durable record. */
+void vf_vms_op_flags_clear(void);
+void vf_vms_op_stop(const char *vm, bool force);
+/* Re-read the VM, let edit() change the controller's own status fields, and
+ * write the status when it changed.  -ENOENT when the VM is gone. */
+int vf_vms_status_edit(const char *vm, void (*edit)(struct json_object *status, void *opaque),
+                       void *opaque);
+/* Schedule a reconciliation pass soon (never runs it from inside the caller). */
+void vf_vms_kick(void);
+
+/* Small JSON helpers the three files share. */
+struct json_object *vf_vms_member(const struct json_object *obj, const char *key);
+const char *vf_vms_string(const struct json_object *obj, const char *key);
+/* Set or replace the condition `type` in status.conditions; the transition time
+ * only moves when its status changes, so re-applying the same state is no write. */
+void vf_vms_condition_set(struct json_object *status, const char *type, const char *cstatus,
+                          const char *reason, const char *message);
+void vf_vms_condition_remove(struct json_object *status, const char *type);
+const struct json_object *vf_vms_condition(const struct json_object *status, const char *type);
+
+/* ---- vmops.c: for vms.c ------------------------------------------------------ */
+
+int vf_vmops_start(void);
+void vf_vmops_stop(void);
+/* Advance every Start/Stop/Restart operation; called at the start of each pass. */
+void vf_vmops_pass(void);
+#endif

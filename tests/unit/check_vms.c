@@ -1,0 +1,709 @@
+/* The VirtualMachine controller and the core's VirtualMachineOperations over
+ * the real loop, workers, store and cluster, with libvirt's test driver as
+ * the nodes (each test:///PATH/node.xml connection is a private fake node):
+ * placement and start, IP addresses, runPolicy, Stop/Start/Restart
+ * operations, unexpected stops, deletion, refused reloads, and a restart of
+ * the controller that must start nothing twice. */
+#include <config.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <time.h>
+#include <unistd.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include "core/cluster.h"
+#include "core/config.h"
+#include "core/core_kinds.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/objects.h"
+#include "core/store.h"
+#include "core/vms.h"
+#include "core/workers.h"
+#include "tests/unit/testlib.h"
+
+#define CIDR "10.66.10.0/29"
+
+static char nodes_dir[PATH_MAX];   /* absolute tests/lib/nodes */
+static char *dir;
+static pthread_t loop_thread;
+static struct vf_store *store;
+static struct vf_config *cfg;
+
+/* ---- the machinery: loop thread, workers, store, cluster, controller ----- */
+
+static void *loop_main(void *arg)
+{
+    (void)arg;
+    vf_loop_run();
+    return NULL;
+}
+
+static void noop(void *opaque)
+{
+    (void)opaque;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static struct vf_config *config(const char *extra)
+{
+    char text[4096];
+    struct vf_config *c = NULL;
+    struct vf_config_errors errors = {0};
+    snprintf(text, sizeof text,
+             "nodes = (\n"
+             "  { name = \"node-a\"; uri = \"test://%s/node-a.xml\"; labels = { group = \"blue\"; }; },\n"
+             "  { name = \"node-b\"; uri = \"test://%s/node-b.xml\"; labels = { group = \"green\"; }; }\n"
+             ");\n%s\n",
+             nodes_dir, nodes_dir, extra);
+    int r = vf_config_load_string(text, "test.conf", &c, &errors);
+    ck_assert_msg(r == 0, "config: %s\n%s", errors.n ? errors.lines[0] : "?", text);
+    vf_config_errors_clear(&errors);
+    return c;
+}
+
+static void open_all(void *opaque)
+{
+    char *path = NULL;
+    struct vf_error err = {0};
+    (void)opaque;
+    ck_assert_int_gt(asprintf(&path, "%s/store.db", dir), 0);
+    int r = vf_store_open(path, NULL, &store, &err);
+    ck_assert_msg(r == 0, "store: %s", err.message);
+    free(path);
+    vf_objects_set_store(store);
+    ck_assert_int_eq(vf_cluster_init(), 0);
+    /* The class every VM here uses (the classes controller is not under
+     * test: its status stays empty, which the VM controller accepts). */
+    struct json_object *cls = vf_test_json(
+        "{\"kind\":\"VirtualMachineClass\",\"metadata\":{\"name\":\"generic\"},"
+        "\"spec\":{\"cpu\":{\"type\":\"Model\",\"model\":\"Nehalem\"}}}");
+    r = vf_objects_create("VirtualMachineClass", cls, NULL, &err);
+    ck_assert_msg(r == 0, "class: %s", err.message);
+    json_object_put(cls);
+    vf_cluster_apply(cfg);
+    ck_assert_int_eq(vf_vms_start(cfg), 0);
+}
+
+static void close_all(void *opaque)
+{
+    (void)opaque;
+    vf_vms_stop();
+    vf_cluster_stop();
+    vf_objects_set_store(NULL);
+    vf_store_close(store);
+    store = NULL;
+}
+
+static void setup_with(const char *extra)
+{
+    dir = vf_test_tmpdir();
+    cfg = config(extra);
+    ck_assert_int_eq(vf_workers_start(2), 0);
+    ck_assert_int_eq(pthread_create(&loop_thread, NULL, loop_main, NULL), 0);
+    while (vf_loop_call(noop, NULL) == -ESHUTDOWN)
+        usleep(1000);
+    vf_loop_call(open_all, NULL);
+}
+
+static void setup(void)
+{
+    setup_with("virtualization = { virtualMachineCIDRs = [ \"" CIDR "\" ]; };");
+}
+
+static void teardown(void)
+{
+    vf_loop_call(close_all, NULL);
+    vf_loop_quit();
+    pthread_join(loop_thread, NULL);
+    vf_loop_finish();
+    vf_workers_stop();
+    vf_config_free(cfg);
+    cfg = NULL;
+    vf_test_rmtree(dir);
+    free(dir);
+    dir = NULL;
+}
+
+/* ---- objects, from the test thread --------------------------------------- */
+
+struct obj_req {
+    const char *kind, *name;
+    struct json_object *obj;
+    int rc;
+    struct vf_error err;
+};
+
+static void create_on_loop(void *opaque)
+{
+    struct obj_req *q = opaque;
+    q->rc = vf_objects_create(q->kind, q->obj, NULL, &q->err);
+}
+
+static void create(const char *kind, const char *json)
+{
+    struct obj_req q = {.kind = kind, .obj = vf_test_json(json)};
+    vf_loop_call(create_on_loop, &q);
+    ck_assert_msg(q.rc == 0, "create %s: %s", kind, q.err.message);
+    json_object_put(q.obj);
+}
+
+static void vm_create(const char *name, const char *spec_extra)
+{
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"kind\":\"VirtualMachine\",\"metadata\":{\"name\":\"%s\"},\"spec\":{"
+             "\"cpu\":{\"cores\":1},\"memory\":{\"size\":\"128Mi\"},"
+             "\"terminationGracePeriodSeconds\":1%s}}",
+             name, spec_extra);
+    create("VirtualMachine", json);
+}
+
+static void vmop_create(const char *name, const char *vm, const char *type, bool force)
+{
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"kind\":\"VirtualMachineOperation\",\"metadata\":{\"name\":\"%s\"},"
+             "\"spec\":{\"virtualMachineName\":\"%s\",\"type\":\"%s\",\"force\":%s}}",
+             name, vm, type, force ? "true" : "false");
+    create("VirtualMachineOperation", json);
+}
+
+static void get_on_loop(void *opaque)
+{
+    struct obj_req *q = opaque;
+    q->rc = vf_objects_get(q->kind, q->name, &q->obj, &q->err);
+}
+
+/* The object, or NULL when there is none. */
+static struct json_object *get(const char *kind, const char *name)
+{
+    struct obj_req q = {.kind = kind, .name = name};
+    vf_loop_call(get_on_loop, &q);
+    if (q.rc == -ENOENT)
+        return NULL;
+    ck_assert_msg(q.rc == 0, "get %s %s: %s", kind, name, q.err.message);
+    return q.obj;
+}
+
+static void delete_on_loop(void *opaque)
+{
+    struct obj_req *q = opaque;
+    q->rc = vf_objects_delete(q->kind, q->name, 0, NULL, &q->err);
+}
+
+static void delete(const char *kind, const char *name)
+{
+    struct obj_req q = {.kind = kind, .name = name};
+    vf_loop_call(delete_on_loop, &q);
+    ck_assert_msg(q.rc == 0, "delete %s %s: %s", kind, name, q.err.message);
+}
+
+static char *field_dup(const char *kind, const char *name, const char *path)
+{
+    struct json_object *obj = get(kind, name);
+    struct json_object *v = obj ? vf_test_json_at(obj, path) : NULL;
+    char *s = v ? strdup(json_object_get_string(v)) : NULL;
+    json_object_put(obj);
+    return s;
+}
+
+/* Waits until kind/name's value at path reads `want` (NULL: the object is
+ * gone).  Fails after timeout_ms with what it saw. */
+static void wait_field(const char *kind, const char *name, const char *path, const char *want,
+                       int timeout_ms)
+{
+    char seen[512] = "";
+    for (int waited = 0;; waited += 20) {
+        struct json_object *obj = get(kind, name);
+        struct json_object *v = obj ? vf_test_json_at(obj, path) : NULL;
+        const char *s = v ? json_object_get_string(v) : NULL;
+        if ((!want && !obj) || (want && s && !strcmp(s, want))) {
+            json_object_put(obj);
+            return;
+        }
+        snprintf(seen, sizeof seen, "%s (status %s)",
+                 obj ? (s ? s : "(absent)") : "(no object)",
+                 obj && vf_test_json_at(obj, "status")
+                     ? json_object_to_json_string(vf_test_json_at(obj, "status"))
+                     : "-");
+        json_object_put(obj);
+        ck_assert_msg(waited < timeout_ms, "%s %s: %s is %s after %d ms, want \"%s\"", kind, name,
+                      path, seen, timeout_ms, want ? want : "(no object)");
+        sleep_ms(20);
+    }
+}
+
+/* The condition `type` of obj's status, borrowed, or NULL. */
+static struct json_object *condition(struct json_object *obj, const char *type)
+{
+    struct json_object *conds = vf_test_json_at(obj, "status.conditions");
+    for (size_t i = 0; conds && i < json_object_array_length(conds); i++) {
+        struct json_object *c = json_object_array_get_idx(conds, i);
+        const char *t = vf_test_json_str(c, "type");
+        if (t && !strcmp(t, type))
+            return c;
+    }
+    return NULL;
+}
+
+/* Waits until the VM's condition `type` has `reason`; returns the VM. */
+static struct json_object *wait_condition(const char *vm, const char *type, const char *reason)
+{
+    for (int waited = 0;; waited += 20) {
+        struct json_object *obj = get("VirtualMachine", vm);
+        struct json_object *c = obj ? condition(obj, type) : NULL;
+        const char *r = c ? vf_test_json_str(c, "reason") : NULL;
+        if (r && !strcmp(r, reason))
+            return obj;
+        ck_assert_msg(waited < 5000, "vm %s: condition %s is %s, want reason %s", vm, type,
+                      c ? json_object_to_json_string(c) : "(absent)", reason);
+        json_object_put(obj);
+        sleep_ms(20);
+    }
+}
+
+static void wait_phase(const char *vm, const char *phase)
+{
+    wait_field("VirtualMachine", vm, "status.phase", phase, 5000);
+}
+
+/* ---- domains, through the daemon's own connections ---------------------- */
+
+struct dom_req {
+    const char *node, *name;
+    bool destroy;
+    int exists;       /* 1, 0 */
+    int active;
+    int id;
+    int count;
+};
+
+static void dom_on_loop(void *opaque)
+{
+    struct dom_req *q = opaque;
+    virConnectPtr conn = vf_cluster_connection(q->node);
+    ck_assert_msg(conn != NULL, "node %s is not connected", q->node);
+    q->count = virConnectNumOfDomains(conn) + virConnectNumOfDefinedDomains(conn);
+    q->exists = 0;
+    if (!q->name)
+        return;
+    virDomainPtr d = virDomainLookupByName(conn, q->name);
+    if (!d) {
+        virResetLastError();
+        return;
+    }
+    q->exists = 1;
+    if (q->destroy)
+        ck_assert_int_eq(virDomainDestroy(d), 0);
+    q->active = virDomainIsActive(d);
+    q->id = (int)virDomainGetID(d);
+    virDomainFree(d);
+}
+
+static struct dom_req dom(const char *node, const char *name)
+{
+    struct dom_req q = {.node = node, .name = name};
+    vf_loop_call(dom_on_loop, &q);
+    return q;
+}
+
+static void dom_destroy(const char *node, const char *name)
+{
+    struct dom_req q = {.node = node, .name = name, .destroy = true};
+    vf_loop_call(dom_on_loop, &q);
+    ck_assert_msg(q.exists, "domain %s not on %s", name, node);
+}
+
+/* ---- the tests ---------------------------------------------------------------- */
+
+START_TEST(test_placed_running_with_ip)
+{
+    vm_create("web", "");
+    wait_phase("web", "Running");
+    struct json_object *vm = get("VirtualMachine", "web");
+    const char *node = vf_test_json_str(vm, "status.node");
+    ck_assert_ptr_nonnull(node);
+    /* node-a has the most room (8 CPUs, 16 GiB against 4 and 8). */
+    ck_assert_str_eq(node, "node-a");
+    ck_assert_str_eq(vf_test_json_str(vm, "status.ipAddress"), "10.66.10.1");
+    ck_assert_str_eq(vf_test_json_str(vm, "status.class"), "generic");
+    ck_assert_str_eq(vf_test_json_str(vm, "metadata.finalizers.0"), "virtfleet.io/vm-cleanup");
+    ck_assert_int_eq(vf_test_json_int(vm, "status.observedGeneration"), 1);
+    struct dom_req d = dom(node, "web");
+    ck_assert_int_eq(d.exists, 1);
+    ck_assert_int_eq(d.active, 1);
+    ck_assert_int_eq(dom("node-b", "web").exists, 0);
+    json_object_put(vm);
+
+    vm_create("db", ",\"ipAddress\":\"10.66.10.5\"");
+    wait_phase("db", "Running");
+    wait_field("VirtualMachine", "db", "status.ipAddress", "10.66.10.5", 1000);
+}
+END_TEST
+
+START_TEST(test_ip_refused)
+{
+    vm_create("out", ",\"ipAddress\":\"10.99.0.5\"");
+    struct json_object *vm = wait_condition("out", "IPAddressReady", "AddressOutOfRange");
+    ck_assert_str_eq(vf_test_json_str(condition(vm, "IPAddressReady"), "status"), "False");
+    json_object_put(vm);
+    wait_phase("out", "Pending");
+    vm = get("VirtualMachine", "out");
+    ck_assert_ptr_null(vf_test_json_at(vm, "status.node"));
+    json_object_put(vm);
+
+    vm_create("first", "");
+    wait_field("VirtualMachine", "first", "status.ipAddress", "10.66.10.1", 5000);
+    vm_create("taken", ",\"ipAddress\":\"10.66.10.1\"");
+    json_object_put(wait_condition("taken", "IPAddressReady", "AddressInUse"));
+    wait_phase("taken", "Pending");
+}
+END_TEST
+
+START_TEST(test_always_off_stays_stopped)
+{
+    vm_create("off", ",\"runPolicy\":\"AlwaysOff\"");
+    wait_phase("off", "Stopped");
+    sleep_ms(300);
+    wait_phase("off", "Stopped");
+    ck_assert_int_eq(dom("node-a", "off").exists, 0);
+    ck_assert_int_eq(dom("node-b", "off").exists, 0);
+    /* It still holds its address. */
+    wait_field("VirtualMachine", "off", "status.ipAddress", "10.66.10.1", 1000);
+}
+END_TEST
+
+START_TEST(test_stop_and_start_operations)
+{
+    vm_create("app", "");
+    wait_phase("app", "Running");
+    char *node = field_dup("VirtualMachine", "app", "status.node");
+
+    vmop_create("stop-app", "app", "Stop", false);
+    wait_field("VirtualMachineOperation", "stop-app", "status.phase", "Completed", 5000);
+    wait_phase("app", "Stopped");
+    wait_field("VirtualMachine", "app", "status.lastOperation.name", "stop-app", 1000);
+    wait_field("VirtualMachine", "app", "status.lastOperation.phase", "Completed", 1000);
+    /* A stopped VM's domain is gone, and AlwaysOnUnlessStoppedManually
+     * leaves it stopped. */
+    sleep_ms(400);
+    wait_phase("app", "Stopped");
+    ck_assert_int_eq(dom(node, "app").exists, 0);
+    ck_assert_ptr_null(field_dup("VirtualMachine", "app", "status.node"));
+
+    vmop_create("start-app", "app", "Start", false);
+    wait_field("VirtualMachineOperation", "start-app", "status.phase", "Completed", 5000);
+    wait_phase("app", "Running");
+    wait_field("VirtualMachine", "app", "status.lastOperation.name", "start-app", 1000);
+    char *now = field_dup("VirtualMachine", "app", "status.node");
+    ck_assert_int_eq(dom(now, "app").active, 1);
+    free(now);
+    free(node);
+}
+END_TEST
+
+START_TEST(test_restart_operation)
+{
+    vm_create("rs", "");
+    wait_phase("rs", "Running");
+    char *node = field_dup("VirtualMachine", "rs", "status.node");
+    int id = dom(node, "rs").id;
+    vmop_create("restart-rs", "rs", "Restart", true);
+    wait_field("VirtualMachineOperation", "restart-rs", "status.phase", "Completed", 5000);
+    wait_phase("rs", "Running");
+    char *now = field_dup("VirtualMachine", "rs", "status.node");
+    struct dom_req d = dom(now, "rs");
+    ck_assert_int_eq(d.active, 1);
+    ck_assert_int_ne(d.id, id);
+    free(now);
+    free(node);
+}
+END_TEST
+
+START_TEST(test_operations_refused_by_policy)
+{
+    vm_create("on", ",\"runPolicy\":\"AlwaysOn\"");
+    vm_create("off", ",\"runPolicy\":\"AlwaysOff\"");
+    wait_phase("on", "Running");
+    wait_phase("off", "Stopped");
+    vmop_create("stop-on", "on", "Stop", false);
+    vmop_create("start-off", "off", "Start", false);
+    vmop_create("start-none", "nosuchvm", "Start", false);
+    wait_field("VirtualMachineOperation", "stop-on", "status.phase", "Failed", 5000);
+    wait_field("VirtualMachineOperation", "start-off", "status.phase", "Failed", 5000);
+    wait_field("VirtualMachineOperation", "start-none", "status.phase", "Failed", 5000);
+    wait_field("VirtualMachineOperation", "start-none", "status.conditions.0.reason", "NotFound",
+               1000);
+    wait_phase("on", "Running");
+    wait_phase("off", "Stopped");
+}
+END_TEST
+
+/* Destroys the VM's domain behind the controller's back and waits until the
+ * VM runs again in a new domain (a new id), within timeout_ms. */
+static void destroy_and_wait_restart(const char *vm, int timeout_ms)
+{
+    char *node = field_dup("VirtualMachine", vm, "status.node");
+    ck_assert_ptr_nonnull(node);
+    int id = dom(node, vm).id;
+    dom_destroy(node, vm);
+    free(node);
+    for (int waited = 0;; waited += 20) {
+        char *n = field_dup("VirtualMachine", vm, "status.node");
+        char *p = field_dup("VirtualMachine", vm, "status.phase");
+        bool up = n && p && !strcmp(p, "Running");
+        struct dom_req d = up ? dom(n, vm) : (struct dom_req){0};
+        free(n);
+        free(p);
+        if (up && d.active == 1 && d.id != id)
+            return;
+        ck_assert_msg(waited < timeout_ms, "vm %s was not restarted", vm);
+        sleep_ms(20);
+    }
+}
+
+START_TEST(test_always_on_restarted_after_destroy)
+{
+    vm_create("ha", ",\"runPolicy\":\"AlwaysOn\"");
+    wait_phase("ha", "Running");
+    destroy_and_wait_restart("ha", 5000);
+    json_object_put(wait_condition("ha", "Running", "Running"));
+}
+END_TEST
+
+START_TEST(test_repeated_stops_degrade)
+{
+    vm_create("flaky", ",\"runPolicy\":\"AlwaysOn\"");
+    wait_phase("flaky", "Running");
+    destroy_and_wait_restart("flaky", 5000);
+    char *node = field_dup("VirtualMachine", "flaky", "status.node");
+    dom_destroy(node, "flaky");
+    free(node);
+    /* The second unexpected stop in a row waits (1 s) before restarting. */
+    wait_phase("flaky", "Degraded");
+    struct json_object *vm = wait_condition("flaky", "Running", "CrashLoop");
+    const char *msg = vf_test_json_str(condition(vm, "Running"), "message");
+    ck_assert_msg(strstr(msg, "2 times in a row"), "message: %s", msg);
+    json_object_put(vm);
+    wait_phase("flaky", "Running");
+}
+END_TEST
+
+START_TEST(test_manual_not_restarted)
+{
+    vm_create("man", ",\"runPolicy\":\"Manual\"");
+    wait_phase("man", "Stopped");
+    sleep_ms(200);
+    wait_phase("man", "Stopped");
+    vmop_create("start-man", "man", "Start", false);
+    wait_field("VirtualMachineOperation", "start-man", "status.phase", "Completed", 5000);
+    wait_phase("man", "Running");
+    char *node = field_dup("VirtualMachine", "man", "status.node");
+    dom_destroy(node, "man");
+    wait_phase("man", "Stopped");
+    sleep_ms(400);
+    wait_phase("man", "Stopped");
+    ck_assert_int_eq(dom(node, "man").exists, 0);
+    free(node);
+}
+END_TEST
+
+START_TEST(test_node_selector_without_match_is_pending)
+{
+    vm_create("picky", ",\"nodeSelector\":{\"group\":\"red\"}");
+    struct json_object *vm = wait_condition("picky", "Running", "Unschedulable");
+    ck_assert_str_eq(vf_test_json_str(vm, "status.phase"), "Pending");
+    const char *msg = vf_test_json_str(condition(vm, "Running"), "message");
+    ck_assert_msg(strstr(msg, "group=red") && strstr(msg, "node-a") && strstr(msg, "node-b"),
+                  "explanation: %s", msg);
+    json_object_put(vm);
+
+    vm_create("green", ",\"nodeSelector\":{\"group\":\"green\"}");
+    wait_phase("green", "Running");
+    wait_field("VirtualMachine", "green", "status.node", "node-b", 1000);
+}
+END_TEST
+
+START_TEST(test_delete_undefines_and_releases)
+{
+    vm_create("gone", "");
+    wait_phase("gone", "Running");
+    char *node = field_dup("VirtualMachine", "gone", "status.node");
+    wait_field("VirtualMachine", "gone", "status.ipAddress", "10.66.10.1", 1000);
+    delete("VirtualMachine", "gone");
+    wait_field("VirtualMachine", "gone", "status.phase", NULL, 5000);
+    ck_assert_int_eq(dom(node, "gone").exists, 0);
+    /* Its address is free again: the next VM gets the lowest one. */
+    vm_create("next", "");
+    wait_field("VirtualMachine", "next", "status.ipAddress", "10.66.10.1", 5000);
+    free(node);
+}
+END_TEST
+
+static void controller_restart(void *opaque)
+{
+    (void)opaque;
+    vf_vms_stop();
+    ck_assert_int_eq(vf_vms_start(cfg), 0);
+}
+
+/* node -> VMs placed there, from the store: the reservations. */
+static void reservations(char *buf, size_t len)
+{
+    const char *names[] = {"r1", "r2", "r3"};
+    buf[0] = '\0';
+    for (size_t i = 0; i < 3; i++) {
+        char *n = field_dup("VirtualMachine", names[i], "status.node");
+        char *ip = field_dup("VirtualMachine", names[i], "status.ipAddress");
+        size_t used = strlen(buf);
+        snprintf(buf + used, len - used, "%s=%s/%s ", names[i], n ? n : "-", ip ? ip : "-");
+        free(n);
+        free(ip);
+    }
+}
+
+START_TEST(test_controller_restart_starts_nothing_twice)
+{
+    vm_create("r1", "");
+    vm_create("r2", "");
+    vm_create("r3", ",\"runPolicy\":\"AlwaysOff\"");
+    wait_phase("r1", "Running");
+    wait_phase("r2", "Running");
+    wait_phase("r3", "Stopped");
+    char before[256], after[256];
+    reservations(before, sizeof before);
+    int count_a = dom("node-a", NULL).count, count_b = dom("node-b", NULL).count;
+    char *n1 = field_dup("VirtualMachine", "r1", "status.node");
+    char *n2 = field_dup("VirtualMachine", "r2", "status.node");
+    int id1 = dom(n1, "r1").id, id2 = dom(n2, "r2").id;
+    char *rv = field_dup("VirtualMachine", "r1", "metadata.resourceVersion");
+
+    vf_loop_call(controller_restart, NULL);
+    sleep_ms(500);
+    wait_phase("r1", "Running");
+    wait_phase("r2", "Running");
+    wait_phase("r3", "Stopped");
+    reservations(after, sizeof after);
+    ck_assert_str_eq(before, after);
+    ck_assert_int_eq(dom("node-a", NULL).count, count_a);
+    ck_assert_int_eq(dom("node-b", NULL).count, count_b);
+    ck_assert_int_eq(dom(n1, "r1").id, id1);
+    ck_assert_int_eq(dom(n2, "r2").id, id2);
+    /* Converged without rewriting what it already said. */
+    char *rv_after = field_dup("VirtualMachine", "r1", "metadata.resourceVersion");
+    ck_assert_str_eq(rv_after, rv);
+    free(rv);
+    free(rv_after);
+    free(n1);
+    free(n2);
+}
+END_TEST
+
+struct check_req {
+    const char *extra;
+    int rc;
+    struct vf_config_errors errors;
+};
+
+static void check_on_loop(void *opaque)
+{
+    struct check_req *q = opaque;
+    struct vf_config *next = config(q->extra);
+    q->rc = vf_vms_check_config(next, &q->errors);
+    if (q->rc == 0)
+        vf_vms_apply_config(next);
+    vf_config_free(next);
+}
+
+START_TEST(test_reload_keeps_used_subnets)
+{
+    vm_create("held", "");
+    wait_field("VirtualMachine", "held", "status.ipAddress", "10.66.10.1", 5000);
+    struct check_req q = {.extra = "virtualization = { virtualMachineCIDRs = [ \"10.77.0.0/24\" ]; };"};
+    vf_loop_call(check_on_loop, &q);
+    ck_assert_int_eq(q.rc, -EBUSY);
+    ck_assert_uint_eq(q.errors.n, 1);
+    ck_assert_msg(strstr(q.errors.lines[0], CIDR) && strstr(q.errors.lines[0], "held"),
+                  "message: %s", q.errors.lines[0]);
+    vf_config_errors_clear(&q.errors);
+
+    /* Adding a subnet is fine, and the issued address stays. */
+    struct check_req ok = {
+        .extra = "virtualization = { virtualMachineCIDRs = [ \"" CIDR "\", \"10.77.0.0/24\" ]; };"};
+    vf_loop_call(check_on_loop, &ok);
+    ck_assert_int_eq(ok.rc, 0);
+    vm_create("later", "");
+    wait_field("VirtualMachine", "later", "status.ipAddress", "10.66.10.2", 5000);
+    wait_field("VirtualMachine", "held", "status.ipAddress", "10.66.10.1", 1000);
+}
+END_TEST
+
+static void no_cidrs_setup(void)
+{
+    setup_with("");
+}
+
+START_TEST(test_without_cidrs_no_address)
+{
+    vm_create("plain", "");
+    wait_phase("plain", "Running");
+    ck_assert_ptr_null(field_dup("VirtualMachine", "plain", "status.ipAddress"));
+}
+END_TEST
+
+static Suite *vms_suite(void)
+{
+    Suite *s = suite_create("vms");
+#define ADD_CASE(name, fn, set, tear)                              \
+    do {                                                           \
+        TCase *tc = tcase_create(name);                            \
+        tcase_add_checked_fixture(tc, set, tear);                  \
+        tcase_set_timeout(tc, 60);                                 \
+        tcase_add_test(tc, fn);                                    \
+        suite_add_tcase(s, tc);                                    \
+    } while (0)
+    ADD_CASE("placed_running", test_placed_running_with_ip, setup, teardown);
+    ADD_CASE("ip_refused", test_ip_refused, setup, teardown);
+    ADD_CASE("always_off", test_always_off_stays_stopped, setup, teardown);
+    ADD_CASE("stop_start_ops", test_stop_and_start_operations, setup, teardown);
+    ADD_CASE("restart_op", test_restart_operation, setup, teardown);
+    ADD_CASE("ops_refused", test_operations_refused_by_policy, setup, teardown);
+    ADD_CASE("always_on", test_always_on_restarted_after_destroy, setup, teardown);
+    ADD_CASE("crash_loop", test_repeated_stops_degrade, setup, teardown);
+    ADD_CASE("manual", test_manual_not_restarted, setup, teardown);
+    ADD_CASE("unschedulable", test_node_selector_without_match_is_pending, setup, teardown);
+    ADD_CASE("delete", test_delete_undefines_and_releases, setup, teardown);
+    ADD_CASE("controller_restart", test_controller_restart_starts_nothing_twice, setup,
+             teardown);
+    ADD_CASE("reload_cidrs", test_reload_keeps_used_subnets, setup, teardown);
+    ADD_CASE("no_cidrs", test_without_cidrs_no_address, no_cidrs_setup, teardown);
+#undef ADD_CASE
+    return s;
+}
+
+int main(void)
+{
+    const char *top = getenv("top_srcdir");
+    char rel[PATH_MAX];
+    snprintf(rel, sizeof rel, "%s/tests/lib/nodes", top && *top ? top : ".");
+    if (!realpath(rel, nodes_dir)) {
+        fprintf(stderr, "check_vms: %s: not found (set top_srcdir)\n", rel);
+        return EXIT_FAILURE;
+    }
+    const char *level = getenv("VF_TEST_LOG_LEVEL");
+    int lv = level ? vf_log_level_parse(level) : -1;
+    vf_log_open(true, lv >= 0 ? (enum vf_log_level)lv : VF_LOG_ERROR);
+    if (vf_loop_init() < 0 || vf_core_kinds_register() < 0)
+        return EXIT_FAILURE;
+    return vf_test_run(vms_suite());
+}
