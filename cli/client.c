@@ -260,7 +260,7 @@ int vf_client_request(struct vf_client *c, const char *method, const char *path,
 
 struct watch {
     struct vf_client *c;
-    vf_watch_fn fn;
+    vf_client_watch_fn fn;
     void *opaque;
     struct buffer line;     /* the incomplete line so far */
     struct buffer error;    /* the body of a refused watch */
@@ -326,7 +326,7 @@ static size_t on_watch(char *ptr, size_t size, size_t n, void *opaque)
     return total;
 }
 
-int vf_client_watch(struct vf_client *c, const char *path, long timeout_s, vf_watch_fn fn,
+int vf_client_watch(struct vf_client *c, const char *path, long timeout_s, vf_client_watch_fn fn,
                     void *opaque, bool *stopped, struct vf_response *resp)
 {
     struct watch w = { .c = c, .fn = fn, .opaque = opaque,

@@ -40,13 +40,13 @@ int vf_client_request(struct vf_client *c, const char *method, const char *path,
 const char *vf_client_error(const struct vf_client *c);
 
 /* Called for each watch event.  object is borrowed.  Return non-zero to stop. */
-typedef int (*vf_watch_fn)(void *opaque, const char *type, struct json_object *object);
+typedef int (*vf_client_watch_fn)(void *opaque, const char *type, struct json_object *object);
 
 /* Stream a watch (path with ?watch=1) until fn stops it, the server ends the
  * stream or timeout_s passes (0: never).  Returns 0 (see *stopped), an error
  * as vf_client_request(), or 0 with resp->status >= 400 when the server
  * refused the watch. */
-int vf_client_watch(struct vf_client *c, const char *path, long timeout_s, vf_watch_fn fn,
+int vf_client_watch(struct vf_client *c, const char *path, long timeout_s, vf_client_watch_fn fn,
                     void *opaque, bool *stopped, struct vf_response *resp);
 
 /* Percent-encode s for a path segment or query value (malloc'd). */

@@ -46,4 +46,6 @@ int vf_cmd_modules(struct vf_cli *cli, int argc, char **args);
 int vf_cmd_version(struct vf_cli *cli, int argc, char **args);
 int vf_cmd_cordon(struct vf_cli *cli, int argc, char **args);
 int vf_cmd_uncordon(struct vf_cli *cli, int argc, char **args);
+/* image info|convert: offline, on local files; cli may be NULL (cli/image.c). */
+int vf_cmd_image(struct vf_cli *cli, int argc, char **args);
 #endif

@@ -71,6 +71,9 @@ static const struct command commands[] = {
     { "uncordon", vf_cmd_uncordon, 0,
       "uncordon NODE...",
       "Make nodes schedulable again.\n" },
+    { "image", vf_cmd_image, 0,
+      "image info [-o json] FILE | image convert -O raw|qcow2 [--quota SIZE] SRC DST",
+      "Inspect, validate or convert a local disk image file (offline; no daemon).\n" },
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -162,6 +165,9 @@ int main(int argc, char **argv)
     bool help = false;
     int opt, status;
 
+    /* `image` works offline on local files and reads options of its own (-O). */
+    if (argc > 1 && strcmp(argv[1], "image") == 0)
+        return vf_cmd_image(NULL, argc - 2, argv + 2);
     if (!socket_path || !*socket_path)
         socket_path = DEFAULT_SOCKET;
     cli.files = calloc((size_t)argc, sizeof *cli.files);

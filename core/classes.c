@@ -20,6 +20,7 @@
  * what is stored, so the controller's own writes (which come back as watch
  * events) settle after one round. */
 #include "classes.h"
+#include "json_util.h"
 #include "cluster.h"
 #include "label_selector.h"
 #include "log.h"
@@ -97,22 +98,6 @@ static uint64_t jobs_next_id = 1;
 
 /* ---- small helpers ------------------------------------------------------------ */
 
-static struct json_object *member(const struct json_object *obj, const char *key)
-{
-    struct json_object *v = NULL;
-    if (!obj || !json_object_is_type(obj, json_type_object))
-        return NULL;
-    if (!json_object_object_get_ex(obj, key, &v) || json_object_is_type(v, json_type_null))
-        return NULL;
-    return v;
-}
-
-static const char *member_str(const struct json_object *obj, const char *key)
-{
-    struct json_object *v = member(obj, key);
-    return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
-
 static struct json_object *json_copy(const struct json_object *src)
 {
     struct json_object *dst = NULL;
@@ -146,7 +131,7 @@ static void set_str(char **dst, const char *src)
  * (the schema checked the syntax). */
 static int64_t get_quantity(const struct json_object *o, const char *key)
 {
-    struct json_object *v = member(o, key);
+    struct json_object *v = vf_json_member(o, key);
     int64_t bytes;
     if (!v)
         return -1;
@@ -156,12 +141,6 @@ static int64_t get_quantity(const struct json_object *o, const char *key)
         vf_quantity_parse(json_object_get_string(v), &bytes) == 0)
         return bytes;
     return -1;
-}
-
-static int64_t get_int(const struct json_object *o, const char *key, int64_t dflt)
-{
-    struct json_object *v = member(o, key);
-    return v && json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : dflt;
 }
 
 static const char *qty(int64_t bytes, char *buf, unsigned len)
@@ -175,7 +154,7 @@ static const char *qty(int64_t bytes, char *buf, unsigned len)
 /* "25%" -> 25; 100 when absent (the VM kind's default). */
 static int vm_fraction(const struct json_object *cpu)
 {
-    const char *s = member_str(cpu, "coreFraction");
+    const char *s = vf_json_string(cpu, "coreFraction");
     int n = 0, i = 0;
     if (!s)
         return 100;
@@ -188,7 +167,7 @@ static bool memory_fits(const struct json_object *mem, int64_t cores, int64_t si
                         char *why, size_t why_len)
 {
     char a[32], b[32], c[32];
-    struct json_object *per_core = member(mem, "perCore");
+    struct json_object *per_core = vf_json_member(mem, "perCore");
     int64_t min, max;
     if (per_core) {
         int64_t pmin = get_quantity(per_core, "min"), pmax = get_quantity(per_core, "max");
@@ -239,14 +218,14 @@ bool vf_classes_sizing_matches(const struct json_object *vmclass, const struct j
         why_len = sizeof scratch;
     }
     why[0] = '\0';
-    struct json_object *policies = member(member(vmclass, "spec"), "sizingPolicies");
+    struct json_object *policies = vf_json_member(vf_json_member(vmclass, "spec"), "sizingPolicies");
     size_t n = policies && json_object_is_type(policies, json_type_array)
                    ? json_object_array_length(policies) : 0;
     if (n == 0)
         return true;
 
-    struct json_object *cpu = member(vm_spec, "cpu");
-    int64_t cores = get_int(cpu, "cores", 0);
+    struct json_object *cpu = vf_json_member(vm_spec, "cpu");
+    int64_t cores = vf_json_int(cpu, "cores", 0);
     if (cores < 1) {
         snprintf(why, why_len, "spec.cpu.cores is not set");
         return false;
@@ -254,26 +233,26 @@ bool vf_classes_sizing_matches(const struct json_object *vmclass, const struct j
     const struct json_object *policy = NULL;
     for (size_t i = 0; i < n && !policy; i++) {
         const struct json_object *p = json_object_array_get_idx(policies, i);
-        struct json_object *range = member(p, "cores");
-        if (cores >= get_int(range, "min", 1) && cores <= get_int(range, "max", INT64_MAX))
+        struct json_object *range = vf_json_member(p, "cores");
+        if (cores >= vf_json_int(range, "min", 1) && cores <= vf_json_int(range, "max", INT64_MAX))
             policy = p;
     }
     if (!policy) {
         const struct json_object *first = json_object_array_get_idx(policies, 0);
         const struct json_object *last = json_object_array_get_idx(policies, n - 1);
         snprintf(why, why_len, "%lld cores is outside the sizing policies' core ranges (%lld-%lld)",
-                 (long long)cores, (long long)get_int(member(first, "cores"), "min", 1),
-                 (long long)get_int(member(last, "cores"), "max", 0));
+                 (long long)cores, (long long)vf_json_int(vf_json_member(first, "cores"), "min", 1),
+                 (long long)vf_json_int(vf_json_member(last, "cores"), "max", 0));
         return false;
     }
-    struct json_object *range = member(policy, "cores");
+    struct json_object *range = vf_json_member(policy, "cores");
     char where[64];
     snprintf(where, sizeof where, " (policy for %lld-%lld cores)",
-             (long long)get_int(range, "min", 1), (long long)get_int(range, "max", 0));
+             (long long)vf_json_int(range, "min", 1), (long long)vf_json_int(range, "max", 0));
 
-    struct json_object *mem = member(policy, "memory");
+    struct json_object *mem = vf_json_member(policy, "memory");
     if (mem) {
-        int64_t size = get_quantity(member(vm_spec, "memory"), "size");
+        int64_t size = get_quantity(vf_json_member(vm_spec, "memory"), "size");
         if (size < 0) {
             snprintf(why, why_len, "spec.memory.size is not set%s", where);
             return false;
@@ -284,7 +263,7 @@ bool vf_classes_sizing_matches(const struct json_object *vmclass, const struct j
             return false;
         }
     }
-    struct json_object *fractions = member(policy, "coreFractions");
+    struct json_object *fractions = vf_json_member(policy, "coreFractions");
     if (fractions && json_object_is_type(fractions, json_type_array)) {
         int want = vm_fraction(cpu);
         size_t nf = json_object_array_length(fractions);
@@ -303,7 +282,7 @@ bool vf_classes_sizing_matches(const struct json_object *vmclass, const struct j
                 used += (size_t)w;
             }
             snprintf(why, why_len, "core fraction %s is not one of %s%s",
-                     member_str(cpu, "coreFraction") ? member_str(cpu, "coreFraction") : "100%",
+                     vf_json_string(cpu, "coreFraction") ? vf_json_string(cpu, "coreFraction") : "100%",
                      list, where);
             return false;
         }
@@ -325,10 +304,10 @@ static struct json_object *sizing_condition(const struct json_object *vm,
         status = "False";
         reason = "VirtualMachineClassNotFound";
         snprintf(message, sizeof message, "class \"%s\" does not exist", class_name);
-    } else if (vf_classes_sizing_matches(vmclass, member(vm, "spec"), why, sizeof why)) {
+    } else if (vf_classes_sizing_matches(vmclass, vf_json_member(vm, "spec"), why, sizeof why)) {
         status = "True";
         reason = SIZING_CONDITION;
-        if (member(member(vmclass, "spec"), "sizingPolicies"))
+        if (vf_json_member(vf_json_member(vmclass, "spec"), "sizingPolicies"))
             snprintf(message, sizeof message, "the VM's size fits the sizing policies of class "
                                               "\"%s\"", class_name);
         else
@@ -355,19 +334,19 @@ static struct json_object *merge_condition(const struct json_object *status,
 {
     struct json_object *out = status && json_object_is_type(status, json_type_object)
                                   ? json_copy(status) : json_object_new_object();
-    const char *type = member_str(cond, "type");
-    struct json_object *conds = member(out, "conditions");
+    const char *type = vf_json_string(cond, "type");
+    struct json_object *conds = vf_json_member(out, "conditions");
     if (!conds || !json_object_is_type(conds, json_type_array)) {
         conds = json_object_new_array();
         json_object_object_add(out, "conditions", conds);
     }
     size_t n = json_object_array_length(conds), at = n;
     for (size_t i = 0; i < n; i++)
-        if (str_eq(member_str(json_object_array_get_idx(conds, i), "type"), type))
+        if (str_eq(vf_json_string(json_object_array_get_idx(conds, i), "type"), type))
             at = i;
     const struct json_object *old = at < n ? json_object_array_get_idx(conds, at) : NULL;
-    const char *since = old && str_eq(member_str(old, "status"), member_str(cond, "status"))
-                            ? member_str(old, "lastTransitionTime") : NULL;
+    const char *since = old && str_eq(vf_json_string(old, "status"), vf_json_string(cond, "status"))
+                            ? vf_json_string(old, "lastTransitionTime") : NULL;
     char now[TIME_MAX];
     if (!since) {
         time_now(now);
@@ -384,18 +363,18 @@ static struct json_object *merge_condition(const struct json_object *status,
 /* Does the VM's status already carry this condition (ignoring its time)? */
 static bool condition_current(const struct json_object *vm, const struct json_object *cond)
 {
-    struct json_object *conds = member(member(vm, "status"), "conditions");
+    struct json_object *conds = vf_json_member(vf_json_member(vm, "status"), "conditions");
     size_t n = conds && json_object_is_type(conds, json_type_array)
                    ? json_object_array_length(conds) : 0;
     for (size_t i = 0; i < n; i++) {
         const struct json_object *c = json_object_array_get_idx(conds, i);
-        if (!str_eq(member_str(c, "type"), member_str(cond, "type")))
+        if (!str_eq(vf_json_string(c, "type"), vf_json_string(cond, "type")))
             continue;
         static const char *const keys[] = {"status", "reason", "message"};
         for (size_t k = 0; k < 3; k++)
-            if (!str_eq(member_str(c, keys[k]), member_str(cond, keys[k])))
+            if (!str_eq(vf_json_string(c, keys[k]), vf_json_string(cond, keys[k])))
                 return false;
-        return member_str(c, "lastTransitionTime") != NULL;
+        return vf_json_string(c, "lastTransitionTime") != NULL;
     }
     return false;
 }
@@ -403,8 +382,8 @@ static bool condition_current(const struct json_object *vm, const struct json_ob
 /* vmclass: the VM's class, or NULL when it does not exist. */
 static void vm_evaluate(const struct json_object *vm, const struct json_object *vmclass)
 {
-    const char *name = member_str(member(vm, "metadata"), "name");
-    const char *class_name = member_str(member(vm, "spec"), "virtualMachineClassName");
+    const char *name = vf_json_string(vf_json_member(vm, "metadata"), "name");
+    const char *class_name = vf_json_string(vf_json_member(vm, "spec"), "virtualMachineClassName");
     if (!name)
         return;
     if (!class_name)
@@ -431,11 +410,11 @@ static void vm_evaluate(const struct json_object *vm, const struct json_object *
         json_object_put(cur);
         return;
     }
-    const char *verdict = member_str(cond, "status");
+    const char *verdict = vf_json_string(cond, "status");
     bool matched = str_eq(verdict, "True");
     char message[MESSAGE_MAX];
-    snprintf(message, sizeof message, "%s", member_str(cond, "message"));
-    struct json_object *status = merge_condition(member(cur, "status"), cond);
+    snprintf(message, sizeof message, "%s", vf_json_string(cond, "message"));
+    struct json_object *status = merge_condition(vf_json_member(cur, "status"), cond);
     rc = vf_objects_update_status(VM_KIND, name, status, NULL, &err);
     if (rc < 0 && rc != -ENOENT)
         vf_log_error("VM \"%s\": cannot write %s: %s", name, SIZING_CONDITION, err.message);
@@ -448,13 +427,13 @@ static void vm_evaluate(const struct json_object *vm, const struct json_object *
 /* Looks the class up for one VM. */
 static void vm_evaluate_lookup(const struct json_object *vm)
 {
-    const char *class_name = member_str(member(vm, "spec"), "virtualMachineClassName");
+    const char *class_name = vf_json_string(vf_json_member(vm, "spec"), "virtualMachineClassName");
     struct vf_error err = {0};
     struct json_object *vmclass = NULL;
     int rc = vf_objects_get(CLASS_KIND, class_name ? class_name : "generic", &vmclass, &err);
     if (rc < 0 && rc != -ENOENT) {
         vf_log_error("VM \"%s\": cannot read class \"%s\": %s",
-                     member_str(member(vm, "metadata"), "name"),
+                     vf_json_string(vf_json_member(vm, "metadata"), "name"),
                      class_name ? class_name : "generic", err.message);
         return;
     }
@@ -475,7 +454,7 @@ static void vms_evaluate_class(const char *class_name, const struct json_object 
     size_t n = json_object_array_length(vms);
     for (size_t i = 0; i < n; i++) {
         const struct json_object *vm = json_object_array_get_idx(vms, i);
-        const char *c = member_str(member(vm, "spec"), "virtualMachineClassName");
+        const char *c = vf_json_string(vf_json_member(vm, "spec"), "virtualMachineClassName");
         if (str_eq(c ? c : "generic", class_name))
             vm_evaluate(vm, vmclass);
     }
@@ -797,7 +776,7 @@ static struct json_object *cpu_summary(const char *xml, struct json_object **fea
 
 static bool node_ready(const struct json_object *node)
 {
-    return str_eq(member_str(member(node, "status"), "phase"), "Ready");
+    return str_eq(vf_json_string(vf_json_member(node, "status"), "phase"), "Ready");
 }
 
 static struct json_object *nodes_list(void)
@@ -815,17 +794,17 @@ static struct json_object *nodes_list(void)
 static struct json_object *select_nodes(const struct json_object *vmclass,
                                         const struct json_object *nodes)
 {
-    struct json_object *spec = member(vmclass, "spec");
-    struct json_object *cpu = member(spec, "cpu");
-    struct json_object *sel = member(spec, "nodeSelector");
-    struct json_object *discovery = str_eq(member_str(cpu, "type"), "Discovery")
-                                        ? member(member(cpu, "discovery"), "nodeSelector") : NULL;
+    struct json_object *spec = vf_json_member(vmclass, "spec");
+    struct json_object *cpu = vf_json_member(spec, "cpu");
+    struct json_object *sel = vf_json_member(spec, "nodeSelector");
+    struct json_object *discovery = str_eq(vf_json_string(cpu, "type"), "Discovery")
+                                        ? vf_json_member(vf_json_member(cpu, "discovery"), "nodeSelector") : NULL;
     struct json_object *out = json_object_new_array();
     size_t n = nodes ? json_object_array_length(nodes) : 0;
     for (size_t i = 0; i < n; i++) {
         const struct json_object *node = json_object_array_get_idx(nodes, i);
-        struct json_object *labels = member(member(node, "metadata"), "labels");
-        const char *name = member_str(member(node, "metadata"), "name");
+        struct json_object *labels = vf_json_member(vf_json_member(node, "metadata"), "labels");
+        const char *name = vf_json_string(vf_json_member(node, "metadata"), "name");
         if (name && node_ready(node) && vf_selector_matches(sel, labels) &&
             vf_selector_matches(discovery, labels))
             json_object_array_add(out, json_object_new_string(name));
@@ -903,7 +882,7 @@ static void discovery_status(struct class_state *s, const struct json_object *se
     v->status = "True";
     v->reason = "CPUDiscovered";
     snprintf(v->message, sizeof v->message, "baseline CPU %.64s of nodes %.400s",
-             member_str(cpu, "model") ? member_str(cpu, "model") : "(no model)", key);
+             vf_json_string(cpu, "model") ? vf_json_string(cpu, "model") : "(no model)", key);
 }
 
 static bool owned_status_key(const char *key)
@@ -975,8 +954,8 @@ static void class_reconcile(const char *name, const struct json_object *nodes)
     if (!nodes)
         nodes = listed = nodes_list();
 
-    struct json_object *meta = member(obj, "metadata");
-    struct json_object *spec = member(obj, "spec");
+    struct json_object *meta = vf_json_member(obj, "metadata");
+    struct json_object *spec = vf_json_member(obj, "spec");
     struct json_object *selected = select_nodes(obj, nodes);
     struct json_object *status = json_object_new_object();
     struct verdict v = {.phase = "Ready", .status = "True", .reason = "Ready"};
@@ -991,10 +970,10 @@ static void class_reconcile(const char *name, const struct json_object *nodes)
     }
     snprintf(v.message, sizeof v.message, "%zu Ready node(s) can run VMs of this class%s%.400s",
              json_object_array_length(selected), key[0] ? ": " : "", key);
-    if (str_eq(member_str(member(spec, "cpu"), "type"), "Discovery"))
+    if (str_eq(vf_json_string(vf_json_member(spec, "cpu"), "type"), "Discovery"))
         discovery_status(s, selected, key, status, &v);
     free(key);
-    if (member(meta, "deletionTimestamp")) {
+    if (vf_json_member(meta, "deletionTimestamp")) {
         v.phase = "Terminating";
         v.status = "False";
         v.reason = "Terminating";
@@ -1003,8 +982,8 @@ static void class_reconcile(const char *name, const struct json_object *nodes)
     json_object_object_add(status, "phase", json_object_new_string(v.phase));
     json_object_object_add(status, "availableNodes", selected);
     json_object_object_add(status, "observedGeneration",
-                           json_object_new_int64(get_int(meta, "generation", 0)));
-    struct json_object *old = member(obj, "status");
+                           json_object_new_int64(vf_json_int(meta, "generation", 0)));
+    struct json_object *old = vf_json_member(obj, "status");
     if (old && json_object_is_type(old, json_type_object)) {
         json_object_object_foreach(old, k, val) {
             if (!owned_status_key(k))
@@ -1017,13 +996,13 @@ static void class_reconcile(const char *name, const struct json_object *nodes)
     json_object_object_add(cond, "reason", json_object_new_string(v.reason));
     json_object_object_add(cond, "message", json_object_new_string(v.message));
     /* Take the old conditions so the Ready one keeps its transition time. */
-    struct json_object *old_conds = member(old, "conditions");
+    struct json_object *old_conds = vf_json_member(old, "conditions");
     struct json_object *tmp = json_object_new_object();
     if (old_conds)
         json_object_object_add(tmp, "conditions", json_copy(old_conds));
     struct json_object *merged = merge_condition(tmp, cond);
     json_object_object_add(status, "conditions",
-                           json_object_get(member(merged, "conditions")));
+                           json_object_get(vf_json_member(merged, "conditions")));
     json_object_put(merged);
     json_object_put(tmp);
 
@@ -1031,14 +1010,14 @@ static void class_reconcile(const char *name, const struct json_object *nodes)
         rc = vf_objects_update_status(CLASS_KIND, name, status, NULL, &err);
         if (rc < 0 && rc != -ENOENT)
             vf_log_error("class \"%s\": cannot write its status: %s", name, err.message);
-        else if (rc == 0 && !str_eq(member_str(old, "phase"), v.phase))
+        else if (rc == 0 && !str_eq(vf_json_string(old, "phase"), v.phase))
             vf_log_info("class \"%s\": %s (%s)", name, v.phase, v.message);
     }
     json_object_put(status);
 
     /* Sizing is re-checked for the class's VMs when the policies change (and
      * when the class appears, for VMs that waited for it). */
-    struct json_object *policies = member(spec, "sizingPolicies");
+    struct json_object *policies = vf_json_member(spec, "sizingPolicies");
     if (!s->seen || !json_object_equal(policies, s->policies)) {
         json_object_put(s->policies);
         s->policies = json_copy(policies);

@@ -4,6 +4,7 @@
  * file only says what a valid object looks like. */
 #include <config.h>
 #include "core_kinds.h"
+#include "json_util.h"
 #include "kinds.h"
 #include "quantity.h"
 
@@ -102,12 +103,6 @@ static const struct vf_field class_spec[] = {
     END,
 };
 
-static int64_t get_int(const struct json_object *o, const char *key)
-{
-    struct json_object *v;
-    return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
-}
-
 /* Quantity at o.key, or -1 when absent (the schema already checked the syntax). */
 static int64_t get_quantity(const struct json_object *o, const char *key)
 {
@@ -141,7 +136,7 @@ static int validate_sizing_policies(const struct json_object *policies, struct v
         const struct json_object *p = json_object_array_get_idx(policies, i);
         struct json_object *cores, *mem = NULL, *fractions = NULL;
         json_object_object_get_ex(p, "cores", &cores);
-        int64_t min = get_int(cores, "min"), max = get_int(cores, "max");
+        int64_t min = vf_json_int(cores, "min", 0), max = vf_json_int(cores, "max", 0);
         snprintf(path, sizeof path, "spec.sizingPolicies[%zu].cores", i);
         if (min > max)
             return vf_error_set(err, -EINVAL, 400, "Invalid", path,

@@ -11,6 +11,7 @@
  * Disks (spec.blockDeviceRefs) are not written here: the images module owns
  * the volumes behind them and adds the <disk> elements when it attaches them. */
 #include "domain_xml.h"
+#include "json_util.h"
 #include "quantity.h"
 
 #include <errno.h>
@@ -120,22 +121,6 @@ static int buf_finish(struct buf *b, char **out, struct vf_error *err)
 
 /* ---- reading the objects ---------------------------------------------------- */
 
-static struct json_object *member(const struct json_object *obj, const char *key)
-{
-    struct json_object *v = NULL;
-    if (!obj || !json_object_is_type(obj, json_type_object))
-        return NULL;
-    if (!json_object_object_get_ex(obj, key, &v) || json_object_is_type(v, json_type_null))
-        return NULL;
-    return v;
-}
-
-static const char *member_str(const struct json_object *obj, const char *key)
-{
-    struct json_object *v = member(obj, key);
-    return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
-
 /* XML 1.0 forbids most control characters even when escaped. */
 static bool check_text(const char *s)
 {
@@ -237,9 +222,9 @@ static void add_topology(struct buf *b, int cores)
 static int append_cpu(struct buf *b, const struct json_object *vmclass,
                       const char *baseline_cpu_xml, int cores, struct vf_error *err)
 {
-    const char *cname = member_str(member(vmclass, "metadata"), "name");
-    struct json_object *cpu = member(member(vmclass, "spec"), "cpu");
-    const char *type = member_str(cpu, "type");
+    const char *cname = vf_json_string(vf_json_member(vmclass, "metadata"), "name");
+    struct json_object *cpu = vf_json_member(vf_json_member(vmclass, "spec"), "cpu");
+    const char *type = vf_json_string(cpu, "type");
     if (!cname)
         cname = "";
     if (!type)
@@ -251,7 +236,7 @@ static int append_cpu(struct buf *b, const struct json_object *vmclass,
     } else if (strcmp(type, "HostPassthrough") == 0) {
         buf_add(b, "  <cpu mode='host-passthrough'>\n");
     } else if (strcmp(type, "Model") == 0) {
-        const char *model = member_str(cpu, "model");
+        const char *model = vf_json_string(cpu, "model");
         if (!model || !*model || !check_text(model))
             return vf_error_set(err, -EINVAL, 400, "Invalid", "spec.cpu.model",
                                 "class \"%s\": spec.cpu.model is required for type Model",
@@ -263,7 +248,7 @@ static int append_cpu(struct buf *b, const struct json_object *vmclass,
         xml_escape(b, model);
         buf_add(b, "</model>\n");
     } else if (strcmp(type, "Features") == 0) {
-        struct json_object *features = member(cpu, "features");
+        struct json_object *features = vf_json_member(cpu, "features");
         size_t n = features && json_object_is_type(features, json_type_array)
                        ? json_object_array_length(features) : 0;
         if (n == 0)
@@ -343,40 +328,40 @@ struct vm_facts {
 static int read_vm(const struct json_object *vm, const struct json_object *vmclass,
                    struct vm_facts *f, struct vf_error *err)
 {
-    struct json_object *meta = member(vm, "metadata"), *spec = member(vm, "spec");
-    f->name = member_str(meta, "name");
+    struct json_object *meta = vf_json_member(vm, "metadata"), *spec = vf_json_member(vm, "spec");
+    f->name = vf_json_string(meta, "name");
     if (!f->name || !*f->name || !check_text(f->name))
         return vf_error_set(err, -EINVAL, 400, "Invalid", "metadata.name",
                             "VM: metadata.name is missing");
-    f->uid = member_str(meta, "uid");
+    f->uid = vf_json_string(meta, "uid");
     if (!f->uid || !is_uuid(f->uid))
         return vf_error_set(err, -EINVAL, 400, "Invalid", "metadata.uid",
                             "VM \"%s\": metadata.uid is not a UUID", f->name);
-    struct json_object *gen = member(meta, "generation");
+    struct json_object *gen = vf_json_member(meta, "generation");
     f->generation = gen ? json_object_get_int64(gen) : 0;
-    f->class_name = member_str(member(vmclass, "metadata"), "name");
+    f->class_name = vf_json_string(vf_json_member(vmclass, "metadata"), "name");
     if (!f->class_name)
-        f->class_name = member_str(spec, "virtualMachineClassName");
+        f->class_name = vf_json_string(spec, "virtualMachineClassName");
     if (!f->class_name || !check_text(f->class_name))
         return vf_error_set(err, -EINVAL, 400, "Invalid", "spec.virtualMachineClassName",
                             "VM \"%s\": the class has no name", f->name);
 
-    struct json_object *cpu = member(spec, "cpu");
-    struct json_object *cores = member(cpu, "cores");
+    struct json_object *cpu = vf_json_member(spec, "cpu");
+    struct json_object *cores = vf_json_member(cpu, "cores");
     if (!cores || !json_object_is_type(cores, json_type_int) ||
         json_object_get_int64(cores) < 1 || json_object_get_int64(cores) > 1024)
         return vf_error_set(err, -EINVAL, 400, "Invalid", "spec.cpu.cores",
                             "VM \"%s\": spec.cpu.cores must be a number of cores (1-1024)",
                             f->name);
     f->cores = (int)json_object_get_int64(cores);
-    const char *fraction = member_str(cpu, "coreFraction");
+    const char *fraction = vf_json_string(cpu, "coreFraction");
     f->fraction = 100;
     if (fraction && parse_percent(fraction, &f->fraction) < 0)
         return vf_error_set(err, -EINVAL, 400, "Invalid", "spec.cpu.coreFraction",
                             "VM \"%s\": spec.cpu.coreFraction \"%.16s\" is not a percentage "
                             "such as \"25%%\"", f->name, fraction);
 
-    struct json_object *size = member(member(spec, "memory"), "size");
+    struct json_object *size = vf_json_member(vf_json_member(spec, "memory"), "size");
     int64_t bytes = -1;
     if (size && json_object_is_type(size, json_type_int))
         bytes = json_object_get_int64(size);
@@ -390,10 +375,10 @@ static int read_vm(const struct json_object *vm, const struct json_object *vmcla
     /* libvirt counts KiB; a size that is not a whole KiB rounds up. */
     f->memory_kib = (bytes + 1023) / 1024;
 
-    f->bootloader = member_str(spec, "bootloader");
-    struct json_object *kernel = member(spec, "kernel");
-    f->kernel = member_str(kernel, "path");
-    f->cmdline = member_str(kernel, "cmdline");
+    f->bootloader = vf_json_string(spec, "bootloader");
+    struct json_object *kernel = vf_json_member(spec, "kernel");
+    f->kernel = vf_json_string(kernel, "path");
+    f->cmdline = vf_json_string(kernel, "cmdline");
     if (kernel && (!f->kernel || !*f->kernel || !check_text(f->kernel)))
         return vf_error_set(err, -EINVAL, 400, "Invalid", "spec.kernel.path",
                             "VM \"%s\": spec.kernel.path must be a file name", f->name);

@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "core/kinds.h"
+#include "core/json_util.h"
 
 #define KINDS_MAX 64
 #define PATH_MAX_LEN 128 /* sizeof(vf_error.field) */
@@ -243,16 +244,6 @@ static const char *type_name(enum vf_field_type t)
     }
 }
 
-static struct json_object *member(const struct json_object *obj, const char *key)
-{
-    struct json_object *v = NULL;
-    if (!obj || !json_object_is_type(obj, json_type_object))
-        return NULL;
-    if (!json_object_object_get_ex(obj, key, &v) || json_object_is_type(v, json_type_null))
-        return NULL;
-    return v;
-}
-
 /* "a, b, c" into buf, truncated with "..." when it does not fit. */
 static void join_names(char *buf, size_t len, const char *const *names, size_t count,
                        const struct vf_field *fields)
@@ -300,8 +291,8 @@ static int check_members(const struct vf_field *children, struct json_object *va
         }
     }
     for (const struct vf_field *c = children; c->name; c++) {
-        struct json_object *v = member(val, c->name);
-        struct json_object *o = member(old, c->name);
+        struct json_object *v = vf_json_member(val, c->name);
+        struct json_object *o = vf_json_member(old, c->name);
         size_t mark = path_push(p, c->name);
         int r = 0;
         if (!v) {
@@ -565,20 +556,20 @@ static int check_metadata(const struct vf_kind *k, const struct json_object *old
 
     static const char *const string_keys[] = {"uid", "creationTimestamp", "deletionTimestamp"};
     for (size_t i = 0; i < sizeof string_keys / sizeof string_keys[0]; i++) {
-        if ((v = member(meta, string_keys[i])) && !json_object_is_type(v, json_type_string)) {
+        if ((v = vf_json_member(meta, string_keys[i])) && !json_object_is_type(v, json_type_string)) {
             size_t mark = path_push(p, string_keys[i]);
             r = invalid(err, p, "must be a string");
             path_pop(p, mark);
             return r;
         }
     }
-    if ((v = member(meta, "generation")) && !json_object_is_type(v, json_type_int)) {
+    if ((v = vf_json_member(meta, "generation")) && !json_object_is_type(v, json_type_int)) {
         size_t mark = path_push(p, "generation");
         r = invalid(err, p, "must be an integer");
         path_pop(p, mark);
         return r;
     }
-    if ((v = member(meta, "resourceVersion")) && !json_object_is_type(v, json_type_string) &&
+    if ((v = vf_json_member(meta, "resourceVersion")) && !json_object_is_type(v, json_type_string) &&
         !json_object_is_type(v, json_type_int)) {
         size_t mark = path_push(p, "resourceVersion");
         r = invalid(err, p, "must be a string such as \"42\"");
@@ -586,9 +577,9 @@ static int check_metadata(const struct vf_kind *k, const struct json_object *old
         return r;
     }
 
-    struct json_object *name = member(meta, "name");
-    struct json_object *gen = member(meta, "generateName");
-    struct json_object *old_name = member(member(old, "metadata"), "name");
+    struct json_object *name = vf_json_member(meta, "name");
+    struct json_object *gen = vf_json_member(meta, "generateName");
+    struct json_object *old_name = vf_json_member(vf_json_member(old, "metadata"), "name");
     size_t mark = path_push(p, "name");
     if (name && (!json_object_is_type(name, json_type_string) ||
                  !vf_is_dns_label(json_object_get_string(name))))
@@ -619,21 +610,21 @@ static int check_metadata(const struct vf_kind *k, const struct json_object *old
         if (r < 0)
             return r;
     }
-    if ((v = member(meta, "labels"))) {
+    if ((v = vf_json_member(meta, "labels"))) {
         mark = path_push(p, "labels");
         r = check_labels(v, true, p, err);
         path_pop(p, mark);
         if (r < 0)
             return r;
     }
-    if ((v = member(meta, "annotations"))) {
+    if ((v = vf_json_member(meta, "annotations"))) {
         mark = path_push(p, "annotations");
         r = check_labels(v, false, p, err);
         path_pop(p, mark);
         if (r < 0)
             return r;
     }
-    if ((v = member(meta, "finalizers"))) {
+    if ((v = vf_json_member(meta, "finalizers"))) {
         mark = path_push(p, "finalizers");
         r = check_finalizers(v, p, err);
         path_pop(p, mark);
@@ -650,7 +641,7 @@ static const char *const top_keys[] = {"apiVersion", "kind", "metadata", "spec",
 
 static int check_api_version(struct json_object *obj, struct path *p, struct vf_error *err)
 {
-    struct json_object *v = member(obj, "apiVersion");
+    struct json_object *v = vf_json_member(obj, "apiVersion");
     size_t mark = path_push(p, "apiVersion");
     int r = 0;
 
@@ -672,7 +663,7 @@ static int check_api_version(struct json_object *obj, struct path *p, struct vf_
 static int check_kind(const struct vf_kind *k, struct json_object *obj, struct path *p,
                       struct vf_error *err)
 {
-    struct json_object *v = member(obj, "kind");
+    struct json_object *v = vf_json_member(obj, "kind");
     size_t mark = path_push(p, "kind");
     int r = 0;
 
@@ -719,26 +710,26 @@ int vf_kinds_validate(const struct vf_kind_entry *e, const struct json_object *o
         return r;
 
     mark = path_push(&p, "metadata");
-    r = check_metadata(k, old, member(obj, "metadata"), &p, err);
+    r = check_metadata(k, old, vf_json_member(obj, "metadata"), &p, err);
     path_pop(&p, mark);
     if (r < 0)
         return r;
 
-    if ((v = member(obj, "status")) && !json_object_is_type(v, json_type_object)) {
+    if ((v = vf_json_member(obj, "status")) && !json_object_is_type(v, json_type_object)) {
         mark = path_push(&p, "status");
         r = invalid(err, &p, "must be an object");
         path_pop(&p, mark);
         return r;
     }
 
-    v = member(obj, "spec");
+    v = vf_json_member(obj, "spec");
     mark = path_push(&p, "spec");
     if (v && !json_object_is_type(v, json_type_object)) {
         r = invalid(err, &p, "must be an object");
     } else if (k->spec) {
         /* An absent spec is an empty one, so its required fields are named. */
         struct json_object *empty = v ? NULL : json_object_new_object();
-        r = check_members(k->spec, v ? v : empty, member(old, "spec"), old != NULL, &p, err);
+        r = check_members(k->spec, v ? v : empty, vf_json_member(old, "spec"), old != NULL, &p, err);
         json_object_put(empty);
     }
     path_pop(&p, mark);

@@ -5,6 +5,7 @@
  * checks; placement compiles a selector once and matches it against many
  * nodes, which saves re-walking the selector's JSON per node. */
 #include "core/label_selector.h"
+#include "core/json_util.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -45,12 +46,6 @@ static const char *label_value(const struct json_object *labels, const char *key
     return string_of(v);
 }
 
-static const struct json_object *member(const struct json_object *obj, const char *key)
-{
-    struct json_object *v;
-    return obj && json_object_object_get_ex(obj, key, &v) ? v : NULL;
-}
-
 static bool value_listed(const struct requirement *r, const char *v)
 {
     if (r->value)
@@ -83,9 +78,9 @@ static bool requirement_holds(const struct requirement *r, const struct json_obj
  * selector we cannot read never matches by accident. */
 static int requirement_parse(const struct json_object *expr, struct requirement *r)
 {
-    const char *key = string_of(member(expr, "key"));
-    const char *op = string_of(member(expr, "operator"));
-    const struct json_object *values = member(expr, "values");
+    const char *key = string_of(vf_json_member(expr, "key"));
+    const char *op = string_of(vf_json_member(expr, "operator"));
+    const struct json_object *values = vf_json_member(expr, "values");
     size_t n_values = 0;
 
     memset(r, 0, sizeof *r);
@@ -136,9 +131,9 @@ bool vf_selector_matches(const struct json_object *selector, const struct json_o
         return true;
     if (!json_object_is_type(selector, json_type_object))
         return false;
-    if (!map_holds(member(selector, "matchLabels"), labels))
+    if (!map_holds(vf_json_member(selector, "matchLabels"), labels))
         return false;
-    exprs = member(selector, "matchExpressions");
+    exprs = vf_json_member(selector, "matchExpressions");
     if (!exprs)
         return true;
     if (!json_object_is_type(exprs, json_type_array))
@@ -200,8 +195,8 @@ int vf_selector_compile(const struct json_object *selector, struct vf_selector *
     if (selector) {
         if (!json_object_is_type(selector, json_type_object))
             return -EINVAL;
-        labels = member(selector, "matchLabels");
-        exprs = member(selector, "matchExpressions");
+        labels = vf_json_member(selector, "matchLabels");
+        exprs = vf_json_member(selector, "matchExpressions");
         if (exprs && !json_object_is_type(exprs, json_type_array))
             return -EINVAL;
         n_exprs = exprs ? json_object_array_length(exprs) : 0;

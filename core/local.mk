@@ -9,7 +9,7 @@ core_libvfcore_la_SOURCES = \
 	core/store.c core/store.h \
 	core/kinds.c core/kinds.h \
 	core/core_kinds.c core/core_kinds.h \
-	core/objects.c core/objects.h \
+	core/objects.c core/objects.h core/json_util.h \
 	core/api.c core/api_body.c core/api.h \
 	core/config.c core/settings.c core/config.h \
 	core/modules.c core/core_services.c core/modules.h core/module_instance.h \

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/kinds.h"
+#include "core/json_util.h"
 #include "core/objects.h"
 
 static struct vf_store *objects_store;
@@ -62,16 +63,6 @@ static struct json_object *json_copy(const struct json_object *src)
     if (!src || json_object_deep_copy((struct json_object *)src, &dst, NULL) < 0)
         return NULL;
     return dst;
-}
-
-static struct json_object *member(const struct json_object *obj, const char *key)
-{
-    struct json_object *v = NULL;
-    if (!obj || !json_object_is_type(obj, json_type_object))
-        return NULL;
-    if (!json_object_object_get_ex(obj, key, &v) || json_object_is_type(v, json_type_null))
-        return NULL;
-    return v;
 }
 
 /* Reads errors of the store (which carry no vf_error) as the caller's. */
@@ -207,7 +198,7 @@ static void merge_patch(struct json_object *target, const struct json_object *pa
         if (!val || json_object_is_type(val, json_type_null)) {
             json_object_object_del(target, key);
         } else if (json_object_is_type(val, json_type_object)) {
-            struct json_object *cur = member(target, key);
+            struct json_object *cur = vf_json_member(target, key);
             if (!cur || !json_object_is_type(cur, json_type_object)) {
                 cur = json_object_new_object();
                 json_object_object_add(target, key, cur);
@@ -242,13 +233,13 @@ static int check_patch(const struct vf_kind_entry *e, const char *name,
                 return vf_error_set(err, -EINVAL, 400, "Invalid", "metadata",
                                     "metadata: %s \"%s\": must be an object", e->kind->kind,
                                     name);
-            struct json_object *meta = member(stored, "metadata");
+            struct json_object *meta = vf_json_member(stored, "metadata");
             json_object_object_foreach(val, mkey, mval) {
                 char field[64];
                 if (!strcmp(mkey, "labels") || !strcmp(mkey, "annotations") ||
                     !strcmp(mkey, "finalizers") || !strcmp(mkey, "resourceVersion"))
                     continue;
-                if (json_object_equal(mval, member(meta, mkey)))
+                if (json_object_equal(mval, vf_json_member(meta, mkey)))
                     continue;
                 snprintf(field, sizeof field, "metadata.%.40s", mkey);
                 return vf_error_set(err, -EINVAL, 400, "Invalid", field,
@@ -258,7 +249,7 @@ static int check_patch(const struct vf_kind_entry *e, const char *name,
             }
             continue;
         }
-        if (json_object_equal(val, member(stored, key)))
+        if (json_object_equal(val, vf_json_member(stored, key)))
             continue;
         return vf_error_set(err, -EINVAL, 400, "Invalid", key,
                             "%.64s: %s \"%s\": cannot be changed by a patch; only labels, "
@@ -289,9 +280,9 @@ int vf_objects_patch(const char *kind, const char *name, const struct json_objec
     merge_patch(merged, patch);
     /* Without a precondition in the patch, the patch applies to what was just
      * read; the store still refuses it if that changed meanwhile. */
-    struct json_object *meta = member(merged, "metadata");
-    if (meta && !member(member(patch, "metadata"), "resourceVersion")) {
-        struct json_object *rv = member(member(stored, "metadata"), "resourceVersion");
+    struct json_object *meta = vf_json_member(merged, "metadata");
+    if (meta && !vf_json_member(vf_json_member(patch, "metadata"), "resourceVersion")) {
+        struct json_object *rv = vf_json_member(vf_json_member(stored, "metadata"), "resourceVersion");
         if (rv)
             json_object_object_add(meta, "resourceVersion", json_copy(rv));
     }

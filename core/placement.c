@@ -12,6 +12,7 @@
  * Failure texts are built only on refusal, for the few nodes the explanation
  * names. */
 #include "core/placement.h"
+#include "core/json_util.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -106,15 +107,6 @@ static void append(char *buf, size_t len, size_t *used, const char *fmt, ...)
         *used = *used + (size_t)n < len ? *used + (size_t)n : len - 1;
 }
 
-static const struct json_object *member(const struct json_object *obj, const char *key)
-{
-    struct json_object *v;
-    return obj && json_object_is_type(obj, json_type_object) &&
-                   json_object_object_get_ex(obj, key, &v)
-               ? v
-               : NULL;
-}
-
 static const char *string_of(const struct json_object *o)
 {
     return o && json_object_is_type(o, json_type_string)
@@ -124,7 +116,7 @@ static const char *string_of(const struct json_object *o)
 
 static const char *label_value(const struct json_object *labels, const char *key)
 {
-    return string_of(member(labels, key));
+    return string_of(vf_json_member(labels, key));
 }
 
 /* ---- VM sizes ----------------------------------------------------------- */
@@ -147,19 +139,19 @@ static int64_t core_fraction(const struct json_object *v)
 
 int64_t vf_placement_vm_cpu_millis(const struct json_object *vm_spec)
 {
-    const struct json_object *cpu = member(vm_spec, "cpu");
-    const struct json_object *cores = member(cpu, "cores");
+    const struct json_object *cpu = vf_json_member(vm_spec, "cpu");
+    const struct json_object *cores = vf_json_member(cpu, "cores");
     int64_t n = cores && json_object_is_type(cores, json_type_int) ? json_object_get_int64(cores) : 1;
 
     if (n < 1)
         n = 1;
     /* cores x 1000 millicores x pct / 100, exact in integers. */
-    return n * 10 * core_fraction(member(cpu, "coreFraction"));
+    return n * 10 * core_fraction(vf_json_member(cpu, "coreFraction"));
 }
 
 int64_t vf_placement_vm_memory(const struct json_object *vm_spec)
 {
-    const struct json_object *size = member(member(vm_spec, "memory"), "size");
+    const struct json_object *size = vf_json_member(vf_json_member(vm_spec, "memory"), "size");
     int64_t bytes;
 
     if (size && json_object_is_type(size, json_type_int))
@@ -190,7 +182,7 @@ static void decision_free(struct decision *d)
  * NULL; -EINVAL when it is there but not a list. */
 static int required_terms(const struct json_object *kind, const struct json_object **out)
 {
-    const struct json_object *req = member(kind, "requiredDuringSchedulingIgnoredDuringExecution");
+    const struct json_object *req = vf_json_member(kind, "requiredDuringSchedulingIgnoredDuringExecution");
 
     *out = NULL;
     if (kind && !json_object_is_type(kind, json_type_object))
@@ -208,13 +200,13 @@ static int add_vm_terms(struct decision *d, const struct json_object *list, bool
 
     for (size_t i = 0, n = list ? json_object_array_length(list) : 0; i < n; i++) {
         const struct json_object *t = json_object_array_get_idx(list, i);
-        const struct json_object *sel = member(t, "labelSelector");
-        const char *topology = string_of(member(t, "topologyKey"));
+        const struct json_object *sel = vf_json_member(t, "labelSelector");
+        const char *topology = string_of(vf_json_member(t, "topologyKey"));
         struct term *term = &d->terms[d->n_terms++];
 
         term->anti = anti;
         if (!json_object_is_type(t, json_type_object) ||
-            (member(t, "topologyKey") && !topology) ||
+            (vf_json_member(t, "topologyKey") && !topology) ||
             (sel && vf_selector_compile(sel, &term->sel) < 0)) {
             snprintf(why, why_len, "VM %s: spec.affinity.%s.requiredDuringSchedulingIgnoredDuring"
                      "Execution[%zu]: not a valid term (labelSelector with matchLabels/"
@@ -240,10 +232,10 @@ static int add_node_terms(struct decision *d, const struct json_object *node_aff
         return 0;
     if (!json_object_is_type(node_affinity, json_type_object))
         goto invalid;
-    req = member(node_affinity, "requiredDuringSchedulingIgnoredDuringExecution");
+    req = vf_json_member(node_affinity, "requiredDuringSchedulingIgnoredDuringExecution");
     if (!req)
         return 0;
-    list = member(req, "nodeSelectorTerms");
+    list = vf_json_member(req, "nodeSelectorTerms");
     if (!json_object_is_type(req, json_type_object) || !list ||
         !json_object_is_type(list, json_type_array))
         goto invalid;
@@ -258,7 +250,7 @@ static int add_node_terms(struct decision *d, const struct json_object *node_aff
         const struct json_object *t = json_object_array_get_idx(list, i);
         /* matchFields selects by node name in Kubernetes; we have no field
          * set, and ignoring it would place a VM where it was kept from. */
-        if (member(t, "matchFields") || vf_selector_compile(t, &d->node_terms[i]) < 0)
+        if (vf_json_member(t, "matchFields") || vf_selector_compile(t, &d->node_terms[i]) < 0)
             goto invalid;
     }
     return 0;
@@ -293,8 +285,8 @@ static int decision_init(struct decision *d, const struct vf_placement_request *
         snprintf(why, why_len, "VM %s: spec.affinity must be an object", d->vm_name);
         return -EINVAL;
     }
-    if (required_terms(member(aff, "virtualMachineAndPodAntiAffinity"), &anti_list) < 0 ||
-        required_terms(member(aff, "virtualMachineAndPodAffinity"), &list) < 0) {
+    if (required_terms(vf_json_member(aff, "virtualMachineAndPodAntiAffinity"), &anti_list) < 0 ||
+        required_terms(vf_json_member(aff, "virtualMachineAndPodAffinity"), &list) < 0) {
         snprintf(why, why_len, "VM %s: spec.affinity: requiredDuringSchedulingIgnoredDuring"
                  "Execution must be a list of terms", d->vm_name);
         return -EINVAL;
@@ -310,7 +302,7 @@ static int decision_init(struct decision *d, const struct vf_placement_request *
     }
     if ((r = add_vm_terms(d, anti_list, true, why, why_len)) < 0 ||
         (r = add_vm_terms(d, list, false, why, why_len)) < 0 ||
-        (r = add_node_terms(d, member(aff, "nodeAffinity"), why, why_len)) < 0)
+        (r = add_node_terms(d, vf_json_member(aff, "nodeAffinity"), why, why_len)) < 0)
         return r;
     return 0;
 }

@@ -29,6 +29,7 @@
 #include <sqlite3.h>
 
 #include "core/log.h"
+#include "core/json_util.h"
 #include "core/store.h"
 
 /* The newest layout this code knows.  A database written by a newer virtfleetd
@@ -196,28 +197,12 @@ static struct json_object *json_copy(const struct json_object *src)
     return dst;
 }
 
-static struct json_object *json_member(const struct json_object *obj, const char *key)
-{
-    struct json_object *v = NULL;
-    if (!obj || !json_object_is_type(obj, json_type_object))
-        return NULL;
-    if (!json_object_object_get_ex(obj, key, &v) || json_object_is_type(v, json_type_null))
-        return NULL;
-    return v;
-}
-
-static const char *json_member_string(const struct json_object *obj, const char *key)
-{
-    struct json_object *v = json_member(obj, key);
-    return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
-
 /* A resourceVersion as Kubernetes writes it (a decimal string), or as an
  * integer for lenient clients.  -ENOENT when absent, -EINVAL when malformed. */
 static int rv_parse(const struct json_object *obj, int64_t *rv)
 {
-    struct json_object *meta = json_member(obj, "metadata");
-    struct json_object *v = json_member(meta, "resourceVersion");
+    struct json_object *meta = vf_json_member(obj, "metadata");
+    struct json_object *v = vf_json_member(meta, "resourceVersion");
     if (!v)
         return -ENOENT;
     if (json_object_is_type(v, json_type_int)) {
@@ -247,7 +232,7 @@ int64_t vf_object_revision(const struct json_object *obj)
 
 const char *vf_object_name(const struct json_object *obj)
 {
-    return json_member_string(json_member(obj, "metadata"), "name");
+    return vf_json_string(vf_json_member(obj, "metadata"), "name");
 }
 
 static void timestamp_now(char *buf, size_t len)
@@ -363,7 +348,7 @@ static struct json_object *object_compose(const char *api_version, const char *k
                                           const struct json_object *status)
 {
     struct json_object *obj = json_object_new_object();
-    struct json_object *spec = json_member(body, "spec");
+    struct json_object *spec = vf_json_member(body, "spec");
 
     json_object_object_add(obj, "apiVersion",
                            json_object_new_string(api_version ? api_version
@@ -388,20 +373,20 @@ static struct json_object *object_compose(const char *api_version, const char *k
 /* Fills *m from a stored object's metadata (borrowed pointers into obj). */
 static void meta_from_stored(const struct json_object *obj, struct meta_values *m)
 {
-    struct json_object *meta = json_member(obj, "metadata");
-    struct json_object *gen = json_member(meta, "generation");
+    struct json_object *meta = vf_json_member(obj, "metadata");
+    struct json_object *gen = vf_json_member(meta, "generation");
 
     memset(m, 0, sizeof *m);
-    m->name = json_member_string(meta, "name");
-    m->generate_name = json_member_string(meta, "generateName");
-    m->uid = json_member_string(meta, "uid");
+    m->name = vf_json_string(meta, "name");
+    m->generate_name = vf_json_string(meta, "generateName");
+    m->uid = vf_json_string(meta, "uid");
     m->rv = vf_object_revision(obj);
     m->generation = gen ? json_object_get_int64(gen) : 1;
-    m->creation = json_member_string(meta, "creationTimestamp");
-    m->deletion = json_member_string(meta, "deletionTimestamp");
-    m->labels = json_member(meta, "labels");
-    m->annotations = json_member(meta, "annotations");
-    m->finalizers = json_member(meta, "finalizers");
+    m->creation = vf_json_string(meta, "creationTimestamp");
+    m->deletion = vf_json_string(meta, "deletionTimestamp");
+    m->labels = vf_json_member(meta, "labels");
+    m->annotations = vf_json_member(meta, "annotations");
+    m->finalizers = vf_json_member(meta, "finalizers");
     if (!m->uid)
         m->uid = "";
     if (!m->creation)
@@ -1003,9 +988,9 @@ static int expected_rv_of(const struct json_object *obj, const char *kind, const
 int vf_store_create(struct vf_store *st, const char *kind, const struct json_object *obj,
                     struct json_object **out, struct vf_error *err)
 {
-    struct json_object *meta = json_member(obj, "metadata");
-    const char *name = json_member_string(meta, "name");
-    const char *prefix = json_member_string(meta, "generateName");
+    struct json_object *meta = vf_json_member(obj, "metadata");
+    const char *name = vf_json_string(meta, "name");
+    const char *prefix = vf_json_string(meta, "generateName");
     char generated[256], uid[37], now[32];
     struct json_object *stored = NULL, *existing = NULL;
     int r;
@@ -1072,12 +1057,12 @@ int vf_store_create(struct vf_store *st, const char *kind, const struct json_obj
         .rv = st->revision + 1,
         .generation = 1,
         .creation = now,
-        .labels = json_member(meta, "labels"),
-        .annotations = json_member(meta, "annotations"),
-        .finalizers = json_member(meta, "finalizers"),
+        .labels = vf_json_member(meta, "labels"),
+        .annotations = vf_json_member(meta, "annotations"),
+        .finalizers = vf_json_member(meta, "finalizers"),
     };
-    stored = object_compose(json_member_string(obj, "apiVersion"), kind, meta_build(&m), obj,
-                            json_member(obj, "status"));
+    stored = object_compose(vf_json_string(obj, "apiVersion"), kind, meta_build(&m), obj,
+                            vf_json_member(obj, "status"));
     r = tx_write(st, WRITE_INSERT, kind, name, uid, VF_WATCH_ADDED, stored, err);
     if (r == 0)
         result_out(stored, out);
@@ -1091,7 +1076,7 @@ int vf_store_update(struct vf_store *st, const char *kind, const struct json_obj
                     struct json_object **out, struct vf_error *err)
 {
     const char *name = vf_object_name(obj);
-    struct json_object *meta = json_member(obj, "metadata");
+    struct json_object *meta = vf_json_member(obj, "metadata");
     struct json_object *old = NULL, *stored = NULL;
     struct meta_values m;
     int64_t expected;
@@ -1114,14 +1099,14 @@ int vf_store_update(struct vf_store *st, const char *kind, const struct json_obj
     }
 
     meta_from_stored(old, &m);
-    m.labels = json_member(meta, "labels");
-    m.annotations = json_member(meta, "annotations");
-    m.finalizers = json_member(meta, "finalizers");
-    if (!json_object_equal(json_member(old, "spec"), json_member(obj, "spec")))
+    m.labels = vf_json_member(meta, "labels");
+    m.annotations = vf_json_member(meta, "annotations");
+    m.finalizers = vf_json_member(meta, "finalizers");
+    if (!json_object_equal(vf_json_member(old, "spec"), vf_json_member(obj, "spec")))
         m.generation++;
-    const char *api_version = json_member_string(obj, "apiVersion");
-    stored = object_compose(api_version ? api_version : json_member_string(old, "apiVersion"),
-                            kind, meta_build(&m), obj, json_member(old, "status"));
+    const char *api_version = vf_json_string(obj, "apiVersion");
+    stored = object_compose(api_version ? api_version : vf_json_string(old, "apiVersion"),
+                            kind, meta_build(&m), obj, vf_json_member(old, "status"));
 
     /* A write that changes nothing is not a write: no new resourceVersion and
      * no event, so controllers that re-apply their desired state do not wake
@@ -1172,7 +1157,7 @@ int vf_store_update_status(struct vf_store *st, const char *kind, const char *na
         tx_rollback(st);
         return r;
     }
-    if (json_object_equal(json_member(old, "status"), (struct json_object *)status)) {
+    if (json_object_equal(vf_json_member(old, "status"), (struct json_object *)status)) {
         tx_rollback(st);
         result_out(old, out);
         json_object_put(old);
@@ -1180,7 +1165,7 @@ int vf_store_update_status(struct vf_store *st, const char *kind, const char *na
     }
     meta_from_stored(old, &m);
     m.rv = st->revision + 1;
-    stored = object_compose(json_member_string(old, "apiVersion"), kind, meta_build(&m), old,
+    stored = object_compose(vf_json_string(old, "apiVersion"), kind, meta_build(&m), old,
                             status);
     r = tx_write(st, WRITE_UPDATE, kind, name, m.uid, VF_WATCH_MODIFIED, stored, err);
     if (r == 0)
@@ -1228,8 +1213,8 @@ int vf_store_delete(struct vf_store *st, const char *kind, const char *name, int
         type = VF_WATCH_MODIFIED;
     }
     m.rv = st->revision + 1;
-    stored = object_compose(json_member_string(old, "apiVersion"), kind, meta_build(&m), old,
-                            json_member(old, "status"));
+    stored = object_compose(vf_json_string(old, "apiVersion"), kind, meta_build(&m), old,
+                            vf_json_member(old, "status"));
     r = tx_write(st, op, kind, name, m.uid, type, stored, err);
     if (r == 0)
         result_out(stored, out);

@@ -104,6 +104,9 @@ struct vm_rec {
     int hold_timer;
     /* From vmops.c, every pass. */
     bool op_stop, op_force;
+    /* Meant to run but unplaced: waits for capacity or an address that
+     * another VM may give back. */
+    bool waiting;
     struct vm_rec *next;
 };
 
@@ -400,6 +403,24 @@ static void mark_all_dirty(void)
     vf_vms_kick();
 }
 
+/* Something was given back (a node's reservation, an address, an
+ * anti-affinity constraint): the VMs that wait for one try again on the next
+ * pass.  Nothing else would bring them back before a node's status changes. */
+static void wake_waiting(void)
+{
+    for (struct vm_rec *v = C.vms; v; v = v->next)
+        if (v->waiting)
+            mark_dirty(v->name);
+}
+
+static void ip_release(const char *name)
+{
+    if (C.ipam && vf_ipam_lookup(C.ipam, name)) {
+        vf_ipam_release(C.ipam, name);
+        wake_waiting();
+    }
+}
+
 static void kick_timer(void *opaque)
 {
     int *id = opaque;
@@ -504,7 +525,7 @@ static bool ensure_ip(const char *name, const struct json_object *spec, struct j
     int rc = 0;
     if (want) {
         if (!str_eq(held, want)) {
-            vf_ipam_release(C.ipam, name);
+            ip_release(name);
             rc = vf_ipam_reserve(C.ipam, want, name, &err);
         }
         snprintf(addr, sizeof addr, "%s", want);
@@ -1081,9 +1102,12 @@ static void reconcile(const struct json_object *obj)
     const char *node = string(status, "node");
     struct action a = node ? step_on_node(v, obj, status, node, want, deleting)
                            : step_unplaced(v, obj, status, want, deleting, ip_ok);
+    v->waiting = !deleting && want == WANT_RUN && !string(status, "node") && a.type == ACT_NONE;
     /* The status first: a start happens only once its node is on record. */
     int rc = status_write(name, old, status);
     str_set(&v->node, string(status, "node"));
+    if (rc == 0 && string(old, "node") && !string(status, "node"))
+        wake_waiting();   /* its node's reservation is free again */
     if (rc == 0)
         action_run(v, obj, &a);
     else if (a.type == ACT_START)
@@ -1150,8 +1174,7 @@ static void action_run(struct vm_rec *v, const struct json_object *obj, struct a
         submit(v, VF_VM_JOB_PROBE, node, NULL, false, 0);
         return;
     case ACT_FINALIZE:
-        if (C.ipam)
-            vf_ipam_release(C.ipam, v->name);
+        ip_release(v->name);
         /* The update deletes the VM, and its watch event frees v. */
         if (finalizer_update(obj, false) == 0)
             vf_log_info("vm \"%s\": cleaned up; deleted", vf_object_name(obj));
@@ -1417,10 +1440,11 @@ static void vm_watch_cb(void *opaque, const char *kind, enum vf_watch_event type
         const char *uid = string(member(obj, "metadata"), "uid");
         if (v && uid && !strcasecmp(v->uid, uid)) {
             vm_rec_drop(name);
-            if (C.ipam)
-                vf_ipam_release(C.ipam, name);
+            ip_release(name);
         }
         C.place.valid = false;
+        /* Its labels no longer keep anti-affine VMs away. */
+        wake_waiting();
         vf_vms_kick();
         return;
     }

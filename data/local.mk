@@ -1,5 +1,5 @@
 # Sample configuration (never overwrites an admin's file), systemd unit, man pages.
-EXTRA_DIST += data/virtfleetd.conf.sample data/virtfleetd.service.in data/examples
+EXTRA_DIST += data/virtfleetd.conf.sample data/virtfleetd.service.in data/examples data/nodes
 dist_man_MANS += data/virtfleetd.8 data/virtfleetd.conf.5 data/virtfleet.1
 
 pkgdata_DATA = data/virtfleetd.conf.sample

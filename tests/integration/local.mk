@@ -4,7 +4,8 @@ INTEGRATION_TESTS = \
 	tests/integration/config_reload.sh \
 	tests/integration/crash_safety.sh \
 	tests/integration/bad_config.sh \
-	tests/integration/nodes_smoke.sh
+	tests/integration/nodes_smoke.sh \
+	tests/integration/vm_lifecycle.sh
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/out_of_tree_module.sh \
 	tests/integration/outoftree/hello.c tests/lib/cluster.sh tests/lib/guest

@@ -550,6 +550,41 @@ START_TEST(test_delete_undefines_and_releases)
 }
 END_TEST
 
+/* A VM that waits for an address gets it as soon as its holder is deleted
+ * (not at the next unrelated change, such as a node's status a minute later). */
+START_TEST(test_waiting_vm_gets_released_address)
+{
+    vm_create("holder", "");
+    wait_field("VirtualMachine", "holder", "status.ipAddress", "10.66.10.1", 5000);
+    vm_create("wants", ",\"ipAddress\":\"10.66.10.1\"");
+    json_object_put(wait_condition("wants", "IPAddressReady", "AddressInUse"));
+    wait_phase("wants", "Pending");
+    delete("VirtualMachine", "holder");
+    wait_field("VirtualMachine", "holder", "status.phase", NULL, 5000);
+    wait_field("VirtualMachine", "wants", "status.ipAddress", "10.66.10.1", 2000);
+    wait_field("VirtualMachine", "wants", "status.phase", "Running", 2000);
+}
+END_TEST
+
+/* Likewise for room on a node: a VM stopped by an operation gives back its
+ * node's CPUs, and the VM that waited for them starts there at once. */
+START_TEST(test_waiting_vm_gets_freed_capacity)
+{
+    /* node-b (group green) has 4 CPUs. */
+    vm_create("hog", ",\"cpu\":{\"cores\":4},\"nodeSelector\":{\"group\":\"green\"}");
+    wait_phase("hog", "Running");
+    vm_create("late", ",\"cpu\":{\"cores\":2},\"nodeSelector\":{\"group\":\"green\"}");
+    struct json_object *vm = wait_condition("late", "Running", "Unschedulable");
+    const char *msg = vf_test_json_str(condition(vm, "Running"), "message");
+    ck_assert_msg(strstr(msg, "node-b") && strstr(msg, "CPU"), "explanation: %s", msg);
+    json_object_put(vm);
+    vmop_create("stop-hog", "hog", "Stop", true);
+    wait_phase("hog", "Stopped");
+    wait_field("VirtualMachine", "late", "status.phase", "Running", 2000);
+    wait_field("VirtualMachine", "late", "status.node", "node-b", 1000);
+}
+END_TEST
+
 static void controller_restart(void *opaque)
 {
     (void)opaque;
@@ -683,6 +718,8 @@ static Suite *vms_suite(void)
     ADD_CASE("manual", test_manual_not_restarted, setup, teardown);
     ADD_CASE("unschedulable", test_node_selector_without_match_is_pending, setup, teardown);
     ADD_CASE("delete", test_delete_undefines_and_releases, setup, teardown);
+    ADD_CASE("released_address", test_waiting_vm_gets_released_address, setup, teardown);
+    ADD_CASE("freed_capacity", test_waiting_vm_gets_freed_capacity, setup, teardown);
     ADD_CASE("controller_restart", test_controller_restart_starts_nothing_twice, setup,
              teardown);
     ADD_CASE("reload_cidrs", test_reload_keeps_used_subnets, setup, teardown);

@@ -16,8 +16,8 @@ CORE_UNITS = \
 	tests/unit/check_classes \
 	tests/unit/check_placement \
 	tests/unit/check_ipam
-check_PROGRAMS += $(CORE_UNITS) tests/unit/check_manifest
-TESTS += $(CORE_UNITS) tests/unit/check_manifest
+check_PROGRAMS += $(CORE_UNITS) tests/unit/check_manifest tests/unit/check_image_formats
+TESTS += $(CORE_UNITS) tests/unit/check_manifest tests/unit/check_image_formats
 
 tests_unit_check_quantity_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_quantity_LDADD = $(CORE_UNIT_LIBS)
@@ -62,3 +62,6 @@ tests_unit_check_domain_xml_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_domain_xml_LDADD = $(CORE_UNIT_LIBS)
 tests_unit_check_classes_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_classes_LDADD = $(CORE_UNIT_LIBS)
+tests_unit_check_image_formats_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_image_formats_LDADD = modules/images/libvfimage.la $(ZLIB_LIBS) $(LZMA_LIBS) \
+	$(CHECK_LIBS) $(JSONC_LIBS)
