@@ -26,11 +26,10 @@
 #include "core/store.h"
 #include "core/workers.h"
 #include "tests/unit/testlib.h"
+#include "tests/unit/teststack.h"
 
 static char nodes_dir[PATH_MAX];   /* absolute tests/lib/nodes */
-static char *dir;
-static pthread_t loop_thread;
-static struct vf_store *store;
+static struct vf_test_stack stack;
 
 static const char *const skylake =
     "<cpu>\n  <arch>x86_64</arch>\n  <model>Skylake-Client-IBRS</model>\n"
@@ -50,32 +49,7 @@ static const char *const haswell =
     "{\"cores\":{\"min\":17,\"max\":248},\"memory\":{\"perCore\":{\"min\":\"1Gi\","         \
     "\"max\":\"2Gi\"}},\"coreFractions\":[100]}]"
 
-/* ---- the machinery: loop thread, workers, store, cluster, controller -------- */
-
-static void *loop_main(void *arg)
-{
-    (void)arg;
-    vf_loop_run();
-    return NULL;
-}
-
-static void noop(void *opaque)
-{
-    (void)opaque;
-}
-
-static void open_store(void *opaque)
-{
-    char *path = NULL;
-    struct vf_error err = {0};
-    (void)opaque;
-    ck_assert_int_gt(asprintf(&path, "%s/store.db", dir), 0);
-    int r = vf_store_open(path, NULL, &store, &err);
-    ck_assert_msg(r == 0, "store: %s", err.message);
-    free(path);
-    vf_objects_set_store(store);
-    ck_assert_int_eq(vf_cluster_init(), 0);
-}
+/* ---- the machinery (teststack.h) plus the controller under test ------------ */
 
 static void start_classes(void *opaque)
 {
@@ -88,39 +62,24 @@ static void stop_classes(void *opaque)
     vf_classes_stop();
 }
 
-static void close_all(void *opaque)
+static void start_classes_checked(void *opaque)
 {
+    int rc = -1;
     (void)opaque;
-    vf_classes_stop();
-    vf_cluster_stop();
-    vf_objects_set_store(NULL);
-    vf_store_close(store);
-    store = NULL;
+    start_classes(&rc);
+    ck_assert_int_eq(rc, 0);
 }
 
 static void setup(void)
 {
-    int rc = -1;
-    dir = vf_test_tmpdir();
-    ck_assert_int_eq(vf_workers_start(2), 0);
-    ck_assert_int_eq(pthread_create(&loop_thread, NULL, loop_main, NULL), 0);
-    while (vf_loop_call(noop, NULL) == -ESHUTDOWN)
-        usleep(1000);
-    vf_loop_call(open_store, NULL);
-    vf_loop_call(start_classes, &rc);
-    ck_assert_int_eq(rc, 0);
+    stack.after_up = start_classes_checked;
+    stack.before_down = stop_classes;
+    vf_test_stack_up(&stack);
 }
 
 static void teardown(void)
 {
-    vf_loop_call(close_all, NULL);
-    vf_loop_quit();
-    pthread_join(loop_thread, NULL);
-    vf_loop_finish();
-    vf_workers_stop();
-    vf_test_rmtree(dir);
-    free(dir);
-    dir = NULL;
+    vf_test_stack_down(&stack);
 }
 
 static void sleep_ms(int ms)
@@ -770,17 +729,7 @@ static Suite *classes_suite(void)
 
 int main(void)
 {
-    const char *top = getenv("top_srcdir");
-    char rel[PATH_MAX];
-    snprintf(rel, sizeof rel, "%s/tests/lib/nodes", top && *top ? top : ".");
-    if (!realpath(rel, nodes_dir)) {
-        fprintf(stderr, "check_classes: %s: not found (set top_srcdir)\n", rel);
-        return EXIT_FAILURE;
-    }
-    const char *level = getenv("VF_TEST_LOG_LEVEL");
-    int lv = level ? vf_log_level_parse(level) : -1;
-    vf_log_open(true, lv >= 0 ? (enum vf_log_level)lv : VF_LOG_ERROR);
-    if (vf_loop_init() < 0 || vf_core_kinds_register() < 0)
+    if (vf_test_stack_process_init("check_classes", nodes_dir) < 0)
         return EXIT_FAILURE;
     return vf_test_run(classes_suite());
 }

@@ -22,73 +22,30 @@
 #include "core/store.h"
 #include "core/workers.h"
 #include "tests/unit/testlib.h"
+#include "tests/unit/teststack.h"
 
 #define BAD_URI "qemu+unix:///system?socket=/nonexistent/sock"
 
 static char nodes_dir[PATH_MAX];   /* absolute tests/lib/nodes */
-static char *dir;
-static pthread_t loop_thread;
-static struct vf_store *store;
+static struct vf_test_stack stack;
 
-/* ---- the machinery: loop thread, workers, store --------------------------- */
+/* ---- the machinery (teststack.h) ------------------------------------------- */
 
-static void *loop_main(void *arg)
-{
-    (void)arg;
-    vf_loop_run();
-    return NULL;
-}
-
-static void noop(void *opaque)
+static void reset_heartbeat(void *opaque)
 {
     (void)opaque;
-}
-
-static void open_store(void *opaque)
-{
-    char *path = NULL;
-    struct vf_error err = {0};
-    (void)opaque;
-    ck_assert_int_gt(asprintf(&path, "%s/store.db", dir), 0);
-    int r = vf_store_open(path, NULL, &store, &err);
-    ck_assert_msg(r == 0, "store: %s", err.message);
-    free(path);
-    vf_objects_set_store(store);
-    ck_assert_int_eq(vf_cluster_init(), 0);
-}
-
-static void close_all(void *opaque)
-{
-    (void)opaque;
-    vf_cluster_stop();
     vf_cluster_set_heartbeat_ms(0);
-    vf_objects_set_store(NULL);
-    vf_store_close(store);
-    store = NULL;
 }
 
 static void setup(void)
 {
-    dir = vf_test_tmpdir();
-    ck_assert_int_eq(vf_workers_start(2), 0);
-    ck_assert_int_eq(pthread_create(&loop_thread, NULL, loop_main, NULL), 0);
-    /* Posts are refused until the (re)started loop takes them. */
-    while (vf_loop_call(noop, NULL) == -ESHUTDOWN)
-        usleep(1000);
-    vf_loop_call(open_store, NULL);
+    stack.before_down = reset_heartbeat;
+    vf_test_stack_up(&stack);
 }
 
 static void teardown(void)
 {
-    vf_loop_call(close_all, NULL);
-    vf_loop_quit();
-    pthread_join(loop_thread, NULL);
-    vf_loop_finish();
-    /* Jobs still running finish here and free themselves. */
-    vf_workers_stop();
-    vf_test_rmtree(dir);
-    free(dir);
-    dir = NULL;
+    vf_test_stack_down(&stack);
 }
 
 static void sleep_ms(int ms)
@@ -197,7 +154,7 @@ static void heartbeat_400ms(void *opaque)
 
 static void revision_on_loop(void *opaque)
 {
-    *(int64_t *)opaque = vf_store_revision(store);
+    *(int64_t *)opaque = vf_store_revision(stack.store);
 }
 
 static int64_t revision(void)
@@ -473,7 +430,7 @@ static void copy_file(const char *from, const char *to)
 START_TEST(test_reconnect_after_failure)
 {
     char late[PATH_MAX], src[PATH_MAX + 16];
-    snprintf(late, sizeof late, "%s/late.xml", dir);
+    snprintf(late, sizeof late, "%s/late.xml", stack.dir);
     apply("{ name = \"l\"; uri = \"test://%s\"; }", late);
     struct json_object *nl = wait_field("l", "status.conditions.0.reason", "ConnectFailed", 5000);
     ck_assert_ptr_nonnull(strstr(field(nl, "status.conditions.0.message"), "late.xml"));
@@ -646,18 +603,7 @@ static Suite *cluster_suite(void)
 
 int main(void)
 {
-    const char *top = getenv("top_srcdir");
-    char rel[PATH_MAX];
-    snprintf(rel, sizeof rel, "%s/tests/lib/nodes", top && *top ? top : ".");
-    if (!realpath(rel, nodes_dir)) {
-        fprintf(stderr, "check_cluster: %s: not found (set top_srcdir)\n", rel);
-        return EXIT_FAILURE;
-    }
-    const char *level = getenv("VF_TEST_LOG_LEVEL");
-    int lv = level ? vf_log_level_parse(level) : -1;
-    vf_log_open(true, lv >= 0 ? (enum vf_log_level)lv : VF_LOG_ERROR);
-    /* Once per process: forked test cases inherit both. */
-    if (vf_loop_init() < 0 || vf_core_kinds_register() < 0)
+    if (vf_test_stack_process_init("check_cluster", nodes_dir) < 0)
         return EXIT_FAILURE;
     return vf_test_run(cluster_suite());
 }

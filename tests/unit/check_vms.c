@@ -25,28 +25,15 @@
 #include "core/vms.h"
 #include "core/workers.h"
 #include "tests/unit/testlib.h"
+#include "tests/unit/teststack.h"
 
 #define CIDR "10.66.10.0/29"
 
 static char nodes_dir[PATH_MAX];   /* absolute tests/lib/nodes */
-static char *dir;
-static pthread_t loop_thread;
-static struct vf_store *store;
+static struct vf_test_stack stack;
 static struct vf_config *cfg;
 
 /* ---- the machinery: loop thread, workers, store, cluster, controller ----- */
-
-static void *loop_main(void *arg)
-{
-    (void)arg;
-    vf_loop_run();
-    return NULL;
-}
-
-static void noop(void *opaque)
-{
-    (void)opaque;
-}
 
 static void sleep_ms(int ms)
 {
@@ -71,48 +58,35 @@ static struct vf_config *config(const char *extra)
     return c;
 }
 
-static void open_all(void *opaque)
+/* After the stack is up: the class every VM here uses (the classes
+ * controller is not under test: its status stays empty, which the VM
+ * controller accepts), the nodes, and the controller under test. */
+static void start_vms(void *opaque)
 {
-    char *path = NULL;
     struct vf_error err = {0};
     (void)opaque;
-    ck_assert_int_gt(asprintf(&path, "%s/store.db", dir), 0);
-    int r = vf_store_open(path, NULL, &store, &err);
-    ck_assert_msg(r == 0, "store: %s", err.message);
-    free(path);
-    vf_objects_set_store(store);
-    ck_assert_int_eq(vf_cluster_init(), 0);
-    /* The class every VM here uses (the classes controller is not under
-     * test: its status stays empty, which the VM controller accepts). */
     struct json_object *cls = vf_test_json(
         "{\"kind\":\"VirtualMachineClass\",\"metadata\":{\"name\":\"generic\"},"
         "\"spec\":{\"cpu\":{\"type\":\"Model\",\"model\":\"Nehalem\"}}}");
-    r = vf_objects_create("VirtualMachineClass", cls, NULL, &err);
+    int r = vf_objects_create("VirtualMachineClass", cls, NULL, &err);
     ck_assert_msg(r == 0, "class: %s", err.message);
     json_object_put(cls);
     vf_cluster_apply(cfg);
     ck_assert_int_eq(vf_vms_start(cfg), 0);
 }
 
-static void close_all(void *opaque)
+static void stop_vms(void *opaque)
 {
     (void)opaque;
     vf_vms_stop();
-    vf_cluster_stop();
-    vf_objects_set_store(NULL);
-    vf_store_close(store);
-    store = NULL;
 }
 
 static void setup_with(const char *extra)
 {
-    dir = vf_test_tmpdir();
     cfg = config(extra);
-    ck_assert_int_eq(vf_workers_start(2), 0);
-    ck_assert_int_eq(pthread_create(&loop_thread, NULL, loop_main, NULL), 0);
-    while (vf_loop_call(noop, NULL) == -ESHUTDOWN)
-        usleep(1000);
-    vf_loop_call(open_all, NULL);
+    stack.after_up = start_vms;
+    stack.before_down = stop_vms;
+    vf_test_stack_up(&stack);
 }
 
 static void setup(void)
@@ -122,16 +96,9 @@ static void setup(void)
 
 static void teardown(void)
 {
-    vf_loop_call(close_all, NULL);
-    vf_loop_quit();
-    pthread_join(loop_thread, NULL);
-    vf_loop_finish();
-    vf_workers_stop();
+    vf_test_stack_down(&stack);
     vf_config_free(cfg);
     cfg = NULL;
-    vf_test_rmtree(dir);
-    free(dir);
-    dir = NULL;
 }
 
 /* ---- objects, from the test thread --------------------------------------- */
@@ -738,17 +705,7 @@ static Suite *vms_suite(void)
 
 int main(void)
 {
-    const char *top = getenv("top_srcdir");
-    char rel[PATH_MAX];
-    snprintf(rel, sizeof rel, "%s/tests/lib/nodes", top && *top ? top : ".");
-    if (!realpath(rel, nodes_dir)) {
-        fprintf(stderr, "check_vms: %s: not found (set top_srcdir)\n", rel);
-        return EXIT_FAILURE;
-    }
-    const char *level = getenv("VF_TEST_LOG_LEVEL");
-    int lv = level ? vf_log_level_parse(level) : -1;
-    vf_log_open(true, lv >= 0 ? (enum vf_log_level)lv : VF_LOG_ERROR);
-    if (vf_loop_init() < 0 || vf_core_kinds_register() < 0)
+    if (vf_test_stack_process_init("check_vms", nodes_dir) < 0)
         return EXIT_FAILURE;
     return vf_test_run(vms_suite());
 }
