@@ -213,6 +213,12 @@ static const char *svc_state_dir(struct vf_module_ctx *ctx)
     return vf_module_state_dir(vf_module_instance_of(ctx));
 }
 
+static int svc_loop_post(struct vf_module_ctx *ctx, vf_job_done_fn fn, void *opaque)
+{
+    (void)ctx; /* any thread: the instance is not looked at */
+    return vf_loop_post(fn, opaque);
+}
+
 static const struct vf_core core_services = {
     .size = sizeof(struct vf_core),
     .abi_major = VF_MODULE_ABI_MAJOR,
@@ -238,6 +244,7 @@ static const struct vf_core core_services = {
     .set_data = svc_set_data,
     .get_data = svc_get_data,
     .state_dir = svc_state_dir,
+    .loop_post = svc_loop_post,
 };
 
 const struct vf_core *vf_core_services(void)

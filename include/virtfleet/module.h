@@ -41,7 +41,7 @@ extern "C" {
 #endif
 
 #define VF_MODULE_ABI_MAJOR 1 /* bump: incompatible change; every module must be rebuilt */
-#define VF_MODULE_ABI_MINOR 0 /* bump: something appended; older modules still load */
+#define VF_MODULE_ABI_MINOR 1 /* bump: something appended; older modules still load */
 
 #define VF_MODULE_SYMBOL "virtfleet_module"
 #define VF_API_GROUP "virtfleet.io"
@@ -263,6 +263,13 @@ struct vf_core {
     void *(*get_data)(struct vf_module_ctx *ctx);
     /* The module's state directory (created on demand), e.g. $statedir/modules/<name>. */
     const char *(*state_dir)(struct vf_module_ctx *ctx);
+
+    /* ---- ABI 1.1 ---- */
+
+    /* Run fn(opaque) on the loop thread soon.  The one service that may be called
+     * from any thread (a worker, or a thread the module started itself, e.g. a
+     * listener): the way such a thread hands results back.  -ENOMEM on failure. */
+    int (*loop_post)(struct vf_module_ctx *ctx, vf_job_done_fn fn, void *opaque);
 };
 
 /* Does this daemon's core table have `member`?  For modules built against a newer minor. */
