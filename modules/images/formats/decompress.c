@@ -19,9 +19,13 @@
 
 #define IN_BUF (256u * 1024u)
 /* liblzma: spread blocks over threads while under the first limit; refuse
- * streams that need more than the second (xz -9 needs ~65 MiB per thread). */
+ * streams that need more than the second (xz -9 needs ~65 MiB per thread).
+ * Each decoding thread buffers a whole block, so the first limit is what keeps
+ * the daemon's peak RSS bounded during an import (target: under 64 MiB in all):
+ * 48 MiB decodes 4 MiB blocks on every core and falls back to one thread for
+ * files made with big blocks (xz -T0 -6 makes 24 MiB ones). */
 #define XZ_MAX_THREADS 8u
-#define XZ_MEMLIMIT_THREADING (256ULL << 20)
+#define XZ_MEMLIMIT_THREADING (48ULL << 20)
 #define XZ_MEMLIMIT_STOP (512ULL << 20)
 
 struct vf_img_decoder {
