@@ -371,6 +371,59 @@ check "the released address goes to vm-x, which runs on node-3" \
     sh -c '[ "$1 $2" = "$3 node-3" ] && [ "$4" = Running ]' _ \
     "$(field vm vm-x .status.ipAddress)" "$(node_of vm-x)" "$B_IP" "$(phase vm-x)"
 
+# ---- the seeds' Discovery classes on real nodes --------------------------------
+
+# As in the seeds' admin guide ("universal" for all nodes; cpuX/cpuY there are
+# not valid names, so the per-group class is "cpu-blue").
+cat > "$T/discovery.yaml" <<YAML
+apiVersion: virtfleet.io/v1alpha2
+kind: VirtualMachineClass
+metadata:
+  name: universal
+spec:
+  cpu:
+    discovery: {}
+    type: Discovery
+---
+apiVersion: virtfleet.io/v1alpha2
+kind: VirtualMachineClass
+metadata:
+  name: cpu-blue
+spec:
+  cpu:
+    discovery:
+      nodeSelector:
+        matchExpressions:
+          - key: group
+            operator: In
+            values: ["blue"]
+    type: Discovery
+YAML
+check "apply the seeds' Discovery classes (universal, and one for group=blue)" \
+    quiet vf apply -f "$T/discovery.yaml"
+class_ready() { [ "$(field vmclass "$1" .status.phase)" = Ready ] && [ -n "$(field vmclass "$1" .status.cpu.model)" ]; }
+wait_for "$WAIT" class_ready universal
+wait_for "$WAIT" class_ready cpu-blue
+U_MODEL=$(field vmclass universal .status.cpu.model)
+B_MODEL=$(field vmclass cpu-blue .status.cpu.model)
+diag "universal: $(field vmclass universal '.status.conditions[0].message')"
+diag "cpu-blue: $(field vmclass cpu-blue '.status.conditions[0].message')"
+check "universal is Ready with the baseline CPU of all three nodes ($U_MODEL)" class_ready universal
+check "cpu-blue is Ready with the baseline CPU of node-3 ($B_MODEL)" class_ready cpu-blue
+check "the baseline is written as libvirt CPU XML" \
+    sh -c 'echo "$1" | grep -q "<model"' _ "$(field vmclass universal .status.baselineCpuXml)"
+# The nodes are full (one core each, all reserved): make room first.
+vf delete vm vm-a vm-c >/dev/null
+wait_for "$WAIT" gone vm-a
+wait_for "$WAIT" gone vm-c
+vm vm-univ AlwaysOn '  virtualMachineClassName: universal' > "$T/vm-univ.yaml"
+vf apply -f "$T/vm-univ.yaml" >/dev/null
+wait_for "$WAIT" running_here vm-univ
+check "a VM of class universal is Running" running_here vm-univ
+xml=$(virsh -c "$(node_uri "$(node_of vm-univ)")" dumpxml vm-univ 2>/dev/null)
+check "its domain has a custom CPU of the discovered model $U_MODEL" \
+    sh -c 'echo "$1" | grep -q "<cpu mode=.custom." && echo "$1" | grep -q "<model[^>]*>$2</model>"' _ "$xml" "$U_MODEL"
+
 check "the daemon stops cleanly" vf_stop
 diag "vm_lifecycle: $(( $(ms) - T_START )) ms in all"
 [ "$tap_failed" -eq 0 ] || logs
