@@ -12,9 +12,9 @@
  *
  * A Discovery baseline needs every selected node's host <cpu> from its
  * capabilities and a baseline call on one of them; both block on the network,
- * so they run as one worker job per class.  Jobs are found again through an id
- * (as in cluster.c): a result that comes back after its class was deleted or
- * the controller stopped is dropped without touching freed memory.
+ * so they run as one worker job per class, in a job group (workers.h): a result
+ * that comes back after the controller stopped is dropped without touching
+ * freed memory, and one for a class deleted or asked again since is ignored.
  *
  * Every status is rebuilt from the store and written only when it differs from
  * what is stored, so the controller's own writes (which come back as watch
@@ -30,7 +30,6 @@
 #include "workers.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,12 +77,10 @@ struct test_cpu {
 };
 static struct test_cpu *test_cpus;
 
-/* ---- jobs (shared with workers under jobs_lock) ------------------------------ */
+/* ---- jobs (CPU discovery on workers) ------------------------------------------ */
 
 struct job {
-    uint64_t id;
-    struct job *next;
-    bool running, orphaned;        /* under jobs_lock */
+    uint64_t seq;                  /* which request of its class this answers */
     char *class_name, *key;
     size_t n;
     char **nodes;
@@ -92,9 +89,10 @@ struct job {
     char *baseline, *error;        /* the result */
 };
 
-static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct job *jobs;
-static uint64_t jobs_next_id = 1;
+static void job_release(void *opaque);
+/* vf_classes_stop() drops them all. */
+static struct vf_job_group discovery_jobs = {.name = "CPU discovery", .release = job_release};
+static uint64_t jobs_next_seq = 1;
 
 /* ---- small helpers ------------------------------------------------------------ */
 
@@ -558,18 +556,9 @@ static void job_free(struct job *j)
     free(j);
 }
 
-/* Under jobs_lock. */
-static struct job *job_lookup(uint64_t id, bool unlink)
+static void job_release(void *opaque)
 {
-    for (struct job **pp = &jobs; *pp; pp = &(*pp)->next) {
-        struct job *j = *pp;
-        if (j->id == id) {
-            if (unlink)
-                *pp = j->next;
-            return j;
-        }
-    }
-    return NULL;
+    job_free(opaque);
 }
 
 static void discover_work(struct job *j)
@@ -628,24 +617,10 @@ out:
         j->error = strdup("out of memory");
 }
 
-/* On a worker.  opaque is the job's id: the controller may have let go of it. */
+/* On a worker. */
 static void job_run(void *opaque)
 {
-    uint64_t id = (uintptr_t)opaque;
-    pthread_mutex_lock(&jobs_lock);
-    struct job *j = job_lookup(id, false);
-    if (j)
-        j->running = true;
-    pthread_mutex_unlock(&jobs_lock);
-    if (!j)
-        return;
-    discover_work(j);
-    pthread_mutex_lock(&jobs_lock);
-    j->running = false;
-    bool orphaned = j->orphaned;
-    pthread_mutex_unlock(&jobs_lock);
-    if (orphaned)
-        job_free(j);
+    discover_work(opaque);
 }
 
 static struct class_state *state_find(const char *name)
@@ -661,14 +636,9 @@ static void class_reconcile(const char *name, const struct json_object *nodes);
 /* Loop thread. */
 static void job_done(void *opaque)
 {
-    uint64_t id = (uintptr_t)opaque;
-    pthread_mutex_lock(&jobs_lock);
-    struct job *j = job_lookup(id, true);
-    pthread_mutex_unlock(&jobs_lock);
-    if (!j)
-        return;   /* the controller stopped */
+    struct job *j = opaque;
     struct class_state *s = state_find(j->class_name);
-    if (s && s->job_id == id) {
+    if (s && s->job_id == j->seq) {
         s->job_id = 0;
         set_str(&s->result_key, j->key);
         set_str(&s->baseline, j->baseline);
@@ -680,7 +650,6 @@ static void job_done(void *opaque)
             vf_log_info("class \"%s\": baseline CPU of nodes %s computed", j->class_name, j->key);
         class_reconcile(j->class_name, NULL);
     }
-    job_free(j);
 }
 
 /* Starts the computation for the selected nodes (names in `selected`, joined
@@ -717,20 +686,14 @@ static void discovery_start(struct class_state *s, const struct json_object *sel
             if (strcmp(t->node, node) == 0 && !(j->fallback_cpus[i] = strdup(t->xml)))
                 goto fail;
     }
-    pthread_mutex_lock(&jobs_lock);
-    uint64_t id = j->id = jobs_next_id++;
-    j->next = jobs;
-    jobs = j;
-    pthread_mutex_unlock(&jobs_lock);
-    int rc = vf_workers_submit("CPU discovery", job_run, job_done, (void *)(uintptr_t)id);
+    uint64_t seq = j->seq = jobs_next_seq++;
+    int rc = vf_job_group_submit(&discovery_jobs, "CPU discovery", job_run, job_done, j);
+    j = NULL;   /* the group's now, released on failure too */
     if (rc < 0) {
-        pthread_mutex_lock(&jobs_lock);
-        job_lookup(id, true);
-        pthread_mutex_unlock(&jobs_lock);
         snprintf(why, sizeof why, "cannot start the CPU discovery job: %s", strerror(-rc));
         goto fail;
     }
-    s->job_id = id;
+    s->job_id = seq;
     return;
 fail:
     job_free(j);
@@ -1135,26 +1098,7 @@ void vf_classes_stop(void)
     started = false;
     while (classes)
         state_forget(classes->name);
-    /* Queued jobs are freed now; running ones free themselves when done. */
-    pthread_mutex_lock(&jobs_lock);
-    struct job *j = jobs, *free_list = NULL;
-    jobs = NULL;
-    while (j) {
-        struct job *next = j->next;
-        if (j->running) {
-            j->orphaned = true;
-        } else {
-            j->next = free_list;
-            free_list = j;
-        }
-        j = next;
-    }
-    pthread_mutex_unlock(&jobs_lock);
-    while (free_list) {
-        struct job *next = free_list->next;
-        job_free(free_list);
-        free_list = next;
-    }
+    vf_job_group_drop_all(&discovery_jobs);
     vf_classes_set_test_host_cpu(NULL, NULL);
 }
 

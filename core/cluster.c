@@ -30,7 +30,6 @@
 #include "workers.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,15 +113,11 @@ struct job {
     int rc;
     char error[MESSAGE_MAX];
     struct node_facts facts;
-    bool running, orphaned;      /* under jobs_lock */
-    struct job *next;
 };
 
-/* Jobs are shared with workers: the table and the running/orphaned flags are
- * under jobs_lock.  Everything else below is the loop thread's. */
-static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct job *jobs;
-static uint64_t jobs_next_id = 1;
+static void job_release(void *opaque);
+/* Connect and heartbeat jobs; vf_cluster_stop() drops them all. */
+static struct vf_job_group cluster_jobs = {.name = "cluster", .release = job_release};
 
 static struct node *nodes;
 static bool started;
@@ -339,18 +334,9 @@ static void job_free(struct job *j)
     free(j);
 }
 
-/* Under jobs_lock. */
-static struct job *job_lookup(uint64_t id, bool unlink)
+static void job_release(void *opaque)
 {
-    for (struct job **pp = &jobs; *pp; pp = &(*pp)->next) {
-        struct job *j = *pp;
-        if (j->id == id) {
-            if (unlink)
-                *pp = j->next;
-            return j;
-        }
-    }
-    return NULL;
+    job_free(opaque);
 }
 
 static void job_error(struct job *j, int rc, const char *what)
@@ -465,31 +451,14 @@ static void heartbeat_work(struct job *j)
     j->rc = 0;
 }
 
-/* On a worker.  opaque is the job's id: the job may have been dropped by
- * vf_cluster_stop() before a worker picked it up. */
+/* On a worker. */
 static void job_run(void *opaque)
 {
-    uint64_t id = (uintptr_t)opaque;
-    pthread_mutex_lock(&jobs_lock);
-    struct job *j = job_lookup(id, false);
-    if (j)
-        j->running = true;
-    pthread_mutex_unlock(&jobs_lock);
-    if (!j)
-        return;
-
+    struct job *j = opaque;
     if (j->type == JOB_CONNECT)
         connect_work(j);
     else
         heartbeat_work(j);
-
-    pthread_mutex_lock(&jobs_lock);
-    j->running = false;
-    bool orphaned = j->orphaned;
-    pthread_mutex_unlock(&jobs_lock);
-    /* vf_cluster_stop() let go of it while it ran: nobody else will. */
-    if (orphaned)
-        job_free(j);
 }
 
 static void connect_done(struct job *j);
@@ -498,17 +467,11 @@ static void heartbeat_done(struct job *j);
 /* Loop thread. */
 static void job_done(void *opaque)
 {
-    uint64_t id = (uintptr_t)opaque;
-    pthread_mutex_lock(&jobs_lock);
-    struct job *j = job_lookup(id, true);
-    pthread_mutex_unlock(&jobs_lock);
-    if (!j)
-        return;   /* dropped by vf_cluster_stop() */
+    struct job *j = opaque;
     if (j->type == JOB_CONNECT)
         connect_done(j);
     else
         heartbeat_done(j);
-    job_free(j);
 }
 
 static struct job *job_new(enum job_type type, const struct node *n)
@@ -533,19 +496,7 @@ static struct job *job_new(enum job_type type, const struct node *n)
  * worker pool keeps the pointer. */
 static int job_submit(struct job *j, const char *what)
 {
-    pthread_mutex_lock(&jobs_lock);
-    uint64_t id = j->id = jobs_next_id++;
-    j->next = jobs;
-    jobs = j;
-    pthread_mutex_unlock(&jobs_lock);
-    int rc = vf_workers_submit(what, job_run, job_done, (void *)(uintptr_t)id);
-    if (rc < 0) {
-        pthread_mutex_lock(&jobs_lock);
-        job_lookup(id, true);
-        pthread_mutex_unlock(&jobs_lock);
-        job_free(j);
-    }
-    return rc;
+    return vf_job_group_submit(&cluster_jobs, what, job_run, job_done, j);
 }
 
 /* ---- Node objects --------------------------------------------------------- */
@@ -1222,27 +1173,7 @@ void vf_cluster_stop(void)
     node_watch = NULL;
     watch_store = NULL;
 
-    /* Jobs not running are freed here (a worker that picks one up later, or
-     * its done(), finds nothing under its id); running ones are left to their
-     * worker, which frees them when run() returns. */
-    pthread_mutex_lock(&jobs_lock);
-    struct job *idle = NULL;
-    while (jobs) {
-        struct job *j = jobs;
-        jobs = j->next;
-        if (j->running) {
-            j->orphaned = true;
-        } else {
-            j->next = idle;
-            idle = j;
-        }
-    }
-    pthread_mutex_unlock(&jobs_lock);
-    while (idle) {
-        struct job *next = idle->next;
-        job_free(idle);
-        idle = next;
-    }
+    vf_job_group_drop_all(&cluster_jobs);
 
     while (nodes) {
         struct node *n = nodes;

@@ -3,10 +3,9 @@
  * on a worker, never on the loop.  A job reports what it did and the state it
  * left the domain in; the controller decides what that means, on the loop.
  *
- * Jobs are found again by id, as in cluster.c: vf_vm_jobs_drop_all() (the
- * controller stopping) takes them all out of the table, so a result that
- * arrives later is dropped without touching freed state, and a job still
- * running frees itself on its worker. */
+ * The jobs form one group of workers.h: vf_vm_jobs_drop_all() (the controller
+ * stopping) lets go of them all, so a result that arrives later is dropped
+ * without touching freed state. */
 #include <config.h>
 #include "vms_internal.h"
 #include "domain_xml.h"
@@ -14,16 +13,18 @@
 #include "workers.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
-static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct vf_vm_job *jobs;
-static uint64_t jobs_next_id = 1;
+static void job_release(void *opaque)
+{
+    vf_vm_job_free(opaque);
+}
+
+static struct vf_job_group vm_jobs = {.name = "vm", .release = job_release};
 
 const char *vf_dom_state_name(enum vf_dom_state s)
 {
@@ -63,20 +64,6 @@ void vf_vm_job_free(struct vf_vm_job *j)
     free(j->xml);
     free(j->domains);
     free(j);
-}
-
-/* Under jobs_lock. */
-static struct vf_vm_job *job_lookup(uint64_t id, bool unlink)
-{
-    for (struct vf_vm_job **pp = &jobs; *pp; pp = &(*pp)->next) {
-        struct vf_vm_job *j = *pp;
-        if (j->id == id) {
-            if (unlink)
-                *pp = j->next;
-            return j;
-        }
-    }
-    return NULL;
 }
 
 /* ---- worker side ---------------------------------------------------------- */
@@ -256,15 +243,7 @@ static void probe_work(struct vf_vm_job *j)
 
 static void job_run(void *opaque)
 {
-    uint64_t id = (uintptr_t)opaque;
-    pthread_mutex_lock(&jobs_lock);
-    struct vf_vm_job *j = job_lookup(id, false);
-    if (j)
-        j->running = true;
-    pthread_mutex_unlock(&jobs_lock);
-    if (!j)
-        return;
-
+    struct vf_vm_job *j = opaque;
     switch (j->type) {
     case VF_VM_JOB_SCAN: scan_work(j); break;
     case VF_VM_JOB_START: start_work(j); break;
@@ -272,28 +251,15 @@ static void job_run(void *opaque)
     case VF_VM_JOB_CLEANUP: cleanup_work(j); break;
     case VF_VM_JOB_PROBE: probe_work(j); break;
     }
-
-    pthread_mutex_lock(&jobs_lock);
-    j->running = false;
-    bool orphaned = j->orphaned;
-    pthread_mutex_unlock(&jobs_lock);
-    if (orphaned)
-        vf_vm_job_free(j);
 }
 
 /* ---- loop side ---------------------------------------------------------------- */
 
 static void job_done(void *opaque)
 {
-    uint64_t id = (uintptr_t)opaque;
-    pthread_mutex_lock(&jobs_lock);
-    struct vf_vm_job *j = job_lookup(id, true);
-    pthread_mutex_unlock(&jobs_lock);
-    if (!j)
-        return;   /* dropped by vf_vm_jobs_drop_all() */
+    struct vf_vm_job *j = opaque;
     if (j->done)
         j->done(j);
-    vf_vm_job_free(j);
 }
 
 int vf_vm_job_submit(struct vf_vm_job *j, void *conn, const char *what)
@@ -304,39 +270,10 @@ int vf_vm_job_submit(struct vf_vm_job *j, void *conn, const char *what)
     }
     virConnectRef(conn);
     j->conn = conn;
-    pthread_mutex_lock(&jobs_lock);
-    uint64_t id = j->id = jobs_next_id++;
-    j->next = jobs;
-    jobs = j;
-    pthread_mutex_unlock(&jobs_lock);
-    int rc = vf_workers_submit(what, job_run, job_done, (void *)(uintptr_t)id);
-    if (rc < 0) {
-        pthread_mutex_lock(&jobs_lock);
-        job_lookup(id, true);
-        pthread_mutex_unlock(&jobs_lock);
-        vf_vm_job_free(j);
-    }
-    return rc;
+    return vf_job_group_submit(&vm_jobs, what, job_run, job_done, j);
 }
 
 void vf_vm_jobs_drop_all(void)
 {
-    pthread_mutex_lock(&jobs_lock);
-    struct vf_vm_job *idle = NULL;
-    while (jobs) {
-        struct vf_vm_job *j = jobs;
-        jobs = j->next;
-        if (j->running) {
-            j->orphaned = true;
-        } else {
-            j->next = idle;
-            idle = j;
-        }
-    }
-    pthread_mutex_unlock(&jobs_lock);
-    while (idle) {
-        struct vf_vm_job *next = idle->next;
-        vf_vm_job_free(idle);
-        idle = next;
-    }
+    vf_job_group_drop_all(&vm_jobs);
 }

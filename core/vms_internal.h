@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <json-c/json.h>
 
+struct vf_error;   /* include/virtfleet/module.h */
+
 #define VF_VM_KIND "VirtualMachine"
 #define VF_VMOP_KIND "VirtualMachineOperation"
 #define VF_VM_UID_MAX 64
@@ -61,9 +63,6 @@ struct vf_vm_job {
 
     /* Private to vm_jobs.c. */
     void *conn;
-    uint64_t id;
-    bool running, orphaned;
-    struct vf_vm_job *next;
 };
 
 /* A new job for node (and vm, which may be NULL for a scan), or NULL. */
@@ -100,6 +99,21 @@ void vf_vms_condition_set(struct json_object *status, const char *type, const ch
                           const char *reason, const char *message);
 void vf_vms_condition_remove(struct json_object *status, const char *type);
 const struct json_object *vf_vms_condition(const struct json_object *status, const char *type);
+
+/* ---- vms.c: live migration, for the migrate module (core_services.c) ---------
+ * A VM being migrated is in phase Migrating with status.migrationState
+ * { sourceNode, targetNode, ...the module's fields }: the controller leaves it
+ * alone and placement counts it on both nodes until the migration ends.
+ * These are the services vm_migration_target/begin/update/end of module.h,
+ * whose comments say what each checks and returns. */
+int vf_vms_migration_target(const char *vm, const char *node_name,
+                            const struct json_object *selector, const char *const *exclude,
+                            char *target, size_t len, struct vf_error *err);
+int vf_vms_migration_begin(const char *vm, const char *target, const struct json_object *fields,
+                           struct vf_error *err);
+int vf_vms_migration_update(const char *vm, const struct json_object *fields, struct vf_error *err);
+int vf_vms_migration_end(const char *vm, const char *node, const struct json_object *fields,
+                         struct vf_error *err);
 
 /* ---- vmops.c: for vms.c ------------------------------------------------------ */
 

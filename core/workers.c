@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,4 +109,122 @@ int vf_workers_submit(const char *what, vf_loop_fn run, vf_loop_fn done, void *o
     pthread_mutex_unlock(&jobs_lock);
     pthread_cond_signal(&jobs_ready);
     return 0;
+}
+
+/* ---- job groups ----------------------------------------------------------------
+ * Workers and the loop find a grouped job again by id, never by pointer: the
+ * owner may have dropped (and released) it in between. */
+
+struct grouped_job {
+    uint64_t id;
+    struct vf_job_group *group;
+    vf_loop_fn run, done;
+    void *opaque;
+    bool running, orphaned;           /* under grouped_lock */
+    struct grouped_job *next;
+};
+
+static pthread_mutex_t grouped_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct grouped_job *grouped;   /* queued or running, not dropped */
+static uint64_t grouped_next_id = 1;
+
+/* Under grouped_lock. */
+static struct grouped_job *grouped_find(uint64_t id, bool unlink)
+{
+    for (struct grouped_job **pp = &grouped; *pp; pp = &(*pp)->next) {
+        struct grouped_job *g = *pp;
+        if (g->id == id) {
+            if (unlink)
+                *pp = g->next;
+            return g;
+        }
+    }
+    return NULL;
+}
+
+static void grouped_run(void *opaque)
+{
+    uint64_t id = (uintptr_t)opaque;
+    pthread_mutex_lock(&grouped_lock);
+    struct grouped_job *g = grouped_find(id, false);
+    if (g)
+        g->running = true;
+    pthread_mutex_unlock(&grouped_lock);
+    if (!g)
+        return;   /* dropped before it started */
+    g->run(g->opaque);
+    pthread_mutex_lock(&grouped_lock);
+    g->running = false;
+    bool orphaned = g->orphaned;
+    pthread_mutex_unlock(&grouped_lock);
+    if (orphaned) {   /* dropped while it ran: nobody else will release it */
+        g->group->release(g->opaque);
+        free(g);
+    }
+}
+
+static void grouped_done(void *opaque)
+{
+    uint64_t id = (uintptr_t)opaque;
+    pthread_mutex_lock(&grouped_lock);
+    struct grouped_job *g = grouped_find(id, true);
+    pthread_mutex_unlock(&grouped_lock);
+    if (!g)
+        return;   /* dropped */
+    if (g->done)
+        g->done(g->opaque);
+    g->group->release(g->opaque);
+    free(g);
+}
+
+int vf_job_group_submit(struct vf_job_group *group, const char *what, vf_loop_fn run,
+                        vf_loop_fn done, void *opaque)
+{
+    struct grouped_job *g = calloc(1, sizeof *g);
+    if (!g) {
+        group->release(opaque);
+        return -ENOMEM;
+    }
+    *g = (struct grouped_job){.group = group, .run = run, .done = done, .opaque = opaque};
+    pthread_mutex_lock(&grouped_lock);
+    uint64_t id = g->id = grouped_next_id++;
+    g->next = grouped;
+    grouped = g;
+    pthread_mutex_unlock(&grouped_lock);
+    int rc = vf_workers_submit(what, grouped_run, grouped_done, (void *)(uintptr_t)id);
+    if (rc < 0) {
+        pthread_mutex_lock(&grouped_lock);
+        grouped_find(id, true);
+        pthread_mutex_unlock(&grouped_lock);
+        group->release(opaque);
+        free(g);
+    }
+    return rc;
+}
+
+void vf_job_group_drop_all(struct vf_job_group *group)
+{
+    struct grouped_job *idle = NULL;
+    pthread_mutex_lock(&grouped_lock);
+    for (struct grouped_job **pp = &grouped; *pp;) {
+        struct grouped_job *g = *pp;
+        if (g->group != group) {
+            pp = &g->next;
+            continue;
+        }
+        *pp = g->next;
+        if (g->running) {
+            g->orphaned = true;
+        } else {
+            g->next = idle;
+            idle = g;
+        }
+    }
+    pthread_mutex_unlock(&grouped_lock);
+    while (idle) {
+        struct grouped_job *next = idle->next;
+        group->release(idle->opaque);
+        free(idle);
+        idle = next;
+    }
 }
