@@ -10,7 +10,8 @@ core_libvfcore_la_SOURCES = \
 	core/kinds.c core/kinds.h \
 	core/core_kinds.c core/core_kinds.h \
 	core/objects.c core/objects.h core/json_util.h \
-	core/api.c core/api_body.c core/api.h \
+	core/api.c core/api_body.c core/api.h core/api_internal.h core/api_ops.c core/api_reply.c \
+	core/api_routes.c core/api_selector.c core/api_watch.c \
 	core/config.c core/settings.c core/config.h \
 	core/modules.c core/core_services.c core/modules.h core/module_instance.h \
 	core/audit.c core/audit.h \

@@ -825,7 +825,7 @@ START_TEST(fixed_endpoints)
 
     ck_assert_int_eq(http_json("GET", "/version", NULL, &r), 200);
     ck_assert_str_eq(jstr(r.json, "version"), PACKAGE_VERSION);
-    ck_assert_str_eq(jstr(r.json, "abi"), "1.0");
+    ck_assert_str_eq(jstr(r.json, "abi"), "1.1");
     resp_free(&r);
 
     ck_assert_int_eq(http_json("GET", BASE, NULL, &r), 200);
