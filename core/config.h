@@ -93,4 +93,7 @@ const struct vf_config_module *vf_config_module(const struct vf_config *cfg, con
 int vf_settings_check(const struct vf_config *cfg, const struct vf_config_module *m,
                       const struct vf_setting *schema, struct json_object **out,
                       struct vf_config_errors *errors);
+/* A setting's bounds in words ("a size of at least 1Mi", "an integer between 1
+ * and 10") into buf; returns its length, 0 (buf untouched) when unbounded. */
+size_t vf_settings_bounds_text(const struct vf_setting *st, char *buf, size_t len);
 #endif

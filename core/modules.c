@@ -470,8 +470,9 @@ static void print_settings(FILE *out, const struct vf_setting *s, int indent)
             fprintf(out, " default %s", s->default_value);
         if (s->flags & VF_SETTING_REQUIRED)
             fprintf(out, " (required)");
-        if (s->min || s->max)
-            fprintf(out, " [%lld..%lld]", (long long)s->min, (long long)s->max);
+        char bounds[96];
+        if (vf_settings_bounds_text(s, bounds, sizeof bounds))
+            fprintf(out, " (%s)", bounds);
         if (s->choices) {
             fprintf(out, " one of");
             for (const char *const *c = s->choices; *c; c++)

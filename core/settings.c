@@ -145,6 +145,19 @@ static void bounds_text(const struct vf_setting *st, const char *what, format_fn
         snprintf(buf, len, "%s between %s and %s", what, lo, hi);
 }
 
+size_t vf_settings_bounds_text(const struct vf_setting *st, char *buf, size_t len)
+{
+    bool size = st->type == VF_SETTING_SIZE;
+    if (st->min == 0 && st->max == 0)
+        return 0;
+    if (size || st->type == VF_SETTING_DURATION)
+        bounds_text(st, size ? "a size" : "a duration", size ? vf_quantity_format : vf_duration_format,
+                    buf, len);
+    else
+        bounds_text(st, "an integer", format_int, buf, len);
+    return strlen(buf);
+}
+
 /* ---- values ---------------------------------------------------------------- */
 
 static int check_group(struct checker *ck, const struct vf_setting *children,
