@@ -93,6 +93,7 @@ struct node {
     char transition_time[TIME_MAX];
     char probe_time[TIME_MAX];   /* the condition's lastHeartbeatTime: last probe */
     char contact_time[TIME_MAX]; /* status.lastHeartbeatTime: last answer from the node */
+    struct vf_cluster_reserved reserved; /* by VMs, as the VM controller last said */
     struct json_object *written; /* last status written, without heartbeat times */
     int64_t written_ms;          /* when (monotonic) */
 
@@ -522,6 +523,28 @@ static void add_string(struct json_object *o, const char *key, const char *value
         json_object_object_add(o, key, json_object_new_string(value));
 }
 
+/* CPUs as Kubernetes writes them: "2", or "1500m" for a fraction. */
+static struct json_object *cpu_quantity(int64_t millis)
+{
+    char buf[32];
+    if (millis % 1000 == 0)
+        snprintf(buf, sizeof buf, "%lld", (long long)(millis / 1000));
+    else
+        snprintf(buf, sizeof buf, "%lldm", (long long)millis);
+    return json_object_new_string(buf);
+}
+
+static struct json_object *reserved_build(const struct vf_cluster_reserved *r)
+{
+    char mem[32];
+    struct json_object *o = json_object_new_object();
+    vf_quantity_format(r->memory_bytes, mem, sizeof mem);
+    json_object_object_add(o, "cpu", cpu_quantity(r->cpu_millis));
+    json_object_object_add(o, "memory", json_object_new_string(mem));
+    json_object_object_add(o, "virtualMachines", json_object_new_int64(r->vms));
+    return o;
+}
+
 /* The status as this controller sees it.  Without times it is the part whose
  * change is worth a write. */
 static struct json_object *status_build(const struct node *n, bool with_times)
@@ -544,6 +567,7 @@ static struct json_object *status_build(const struct node *n, bool with_times)
         add_string(info, "libvirtVersion", f->libvirt_version);
         json_object_object_add(s, "nodeInfo", info);
     }
+    json_object_object_add(s, "reserved", reserved_build(&n->reserved));
     struct json_object *c = json_object_new_object();
     json_object_object_add(c, "type", json_object_new_string("Ready"));
     json_object_object_add(c, "status", json_object_new_string(n->ready ? "True" : "False"));
@@ -563,7 +587,7 @@ static struct json_object *status_build(const struct node *n, bool with_times)
 static bool owned_status_key(const char *key)
 {
     static const char *const owned[] = {"phase", "uri", "schedulable", "capacity", "allocatable",
-                                        "nodeInfo", "conditions", "lastHeartbeatTime"};
+                                        "nodeInfo", "reserved", "conditions", "lastHeartbeatTime"};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
         if (!strcmp(key, owned[i]))
             return true;
@@ -1187,6 +1211,15 @@ void *vf_cluster_connection(const char *node)
 {
     struct node *n = node_find(node);
     return n && n->state == NODE_READY ? n->conn : NULL;
+}
+
+void vf_cluster_node_reserved(const char *node, const struct vf_cluster_reserved *reserved)
+{
+    struct node *n = node_find(node);
+    if (!n || memcmp(&n->reserved, reserved, sizeof *reserved) == 0)
+        return;
+    n->reserved = *reserved;
+    node_publish(n);
 }
 
 void vf_cluster_set_heartbeat_ms(int ms)

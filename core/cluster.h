@@ -5,6 +5,7 @@
 #ifndef VF_CLUSTER_H
 #define VF_CLUSTER_H
 #include <stddef.h>
+#include <stdint.h>
 #include "config.h"
 
 /* Register the Node kind's controller state (a watch on Node objects for
@@ -23,6 +24,16 @@ void vf_cluster_apply(const struct vf_config *cfg);
 void vf_cluster_stop(void);
 /* The connection (a virConnectPtr) of a node that is Ready, else NULL.  Borrowed. */
 void *vf_cluster_connection(const char *node);
+
+/* What VMs reserve on a node (placement's accounting: cores x coreFraction,
+ * memory, VMs placed there or migrating to or from it), shown in the Node's
+ * status.reserved.  The VM controller reports it; a change is written at once. */
+struct vf_cluster_reserved {
+    int64_t cpu_millis;
+    int64_t memory_bytes;
+    int64_t vms;
+};
+void vf_cluster_node_reserved(const char *node, const struct vf_cluster_reserved *reserved);
 
 /* Listeners: how controllers learn that a node's connection came up or went
  * away and what libvirt says about domains (lifecycle events, registered on

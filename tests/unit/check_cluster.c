@@ -386,6 +386,33 @@ START_TEST(test_cordon_clears_schedulable)
 }
 END_TEST
 
+static void reserve_a(void *opaque)
+{
+    vf_cluster_node_reserved("a", opaque);
+}
+
+START_TEST(test_reserved_is_shown)
+{
+    char a[PATH_MAX + 16];
+    node_uri(a, sizeof a, "node-a.xml");
+    apply("{ name = \"a\"; uri = \"%s\"; }", a);
+    struct json_object *na = wait_field("a", "status.phase", "Ready", 5000);
+    ck_assert_str_eq(field(na, "status.reserved.cpu"), "0");
+    ck_assert_str_eq(field(na, "status.reserved.memory"), "0");
+    ck_assert_str_eq(field(na, "status.reserved.virtualMachines"), "0");
+    json_object_put(na);
+    struct vf_cluster_reserved r = {.cpu_millis = 1500, .memory_bytes = 768LL << 20, .vms = 2};
+    vf_loop_call(reserve_a, &r);
+    na = wait_field("a", "status.reserved.cpu", "1500m", 2000);
+    ck_assert_str_eq(field(na, "status.reserved.memory"), "768Mi");
+    ck_assert_str_eq(field(na, "status.reserved.virtualMachines"), "2");
+    json_object_put(na);
+    r.cpu_millis = 2000;
+    vf_loop_call(reserve_a, &r);
+    json_object_put(wait_field("a", "status.reserved.cpu", "2", 2000));
+}
+END_TEST
+
 /* ---- backoff and reconnect ------------------------------------------------- */
 
 START_TEST(test_backoff_grows)
@@ -592,6 +619,7 @@ static Suite *cluster_suite(void)
     ADD_CASE("changed_uri", test_changed_uri_reconnects, 1);
     ADD_CASE("unconfigured_objects", test_unconfigured_objects_deleted, 1);
     ADD_CASE("cordon", test_cordon_clears_schedulable, 1);
+    ADD_CASE("reserved", test_reserved_is_shown, 1);
     ADD_CASE("backoff", test_backoff_grows, 1);
     ADD_CASE("reconnect", test_reconnect_after_failure, 1);
     ADD_CASE("heartbeat", test_heartbeat_refreshes_cheaply, 1);
