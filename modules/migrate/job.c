@@ -1,0 +1,217 @@
+/* The libvirt side of a migration, off the loop thread.  The migration
+ * itself (virDomainMigrateToURI3, PEER2PEER) runs on a thread of its own:
+ * it lasts as long as the copy does and must not hold one of the core's few
+ * workers.  PEER2PEER lets the source libvirtd drive the whole migration, so
+ * one that is under way when virtfleetd dies finishes (or fails) without
+ * us, and the next start only has to look at both nodes (MIG_REQ_PROBE).
+ * Short requests (job stats, abort, post-copy, probe) go to the core's
+ * workers.  Nothing here touches the store: results go back to the loop. */
+#include <config.h>
+#include "migrate.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+void *mig_conn_ref(struct vf_module_ctx *ctx, const char *node)
+{
+    virConnectPtr c = node ? ctx->core->node_connection(ctx, node) : NULL;
+    if (c && virConnectRef(c) < 0)
+        return NULL;
+    return c;
+}
+
+void mig_conn_unref(void *conn)
+{
+    if (conn)
+        virConnectClose(conn);
+}
+
+static void last_error(char *buf, size_t len, const char *what)
+{
+    const char *msg = virGetLastErrorMessage();
+    snprintf(buf, len, "%s: %s", what, msg && *msg ? msg : "unknown libvirt error");
+}
+
+/* ---- the migration thread --------------------------------------------------- */
+
+void mig_call_free(struct mig_call *call)
+{
+    if (!call)
+        return;
+    mig_conn_unref(call->conn);
+    free(call->dconnuri);
+    free(call);
+}
+
+static void *call_main(void *opaque)
+{
+    struct mig_call *call = opaque;
+    virTypedParameterPtr params = NULL;
+    int n = 0, max = 0;
+    virDomainPtr dom = virDomainLookupByUUIDString(call->conn, call->uuid);
+    if (!dom) {
+        call->rc = -ENOENT;
+        last_error(call->error, sizeof call->error, "the domain is not on the source");
+        goto out;
+    }
+    /* Both nodes on this machine (tests, a lab): libvirt refuses 127.0.0.1 as
+     * a node's migration_host, so the destination is told to listen there
+     * and the source to connect there. */
+    if (call->loopback &&
+        (virTypedParamsAddString(&params, &n, &max, VIR_MIGRATE_PARAM_URI, "tcp://127.0.0.1") < 0 ||
+         virTypedParamsAddString(&params, &n, &max, VIR_MIGRATE_PARAM_LISTEN_ADDRESS,
+                                 "127.0.0.1") < 0))
+        goto param_failed;
+    if (call->bandwidth_mib &&
+        (virTypedParamsAddULLong(&params, &n, &max, VIR_MIGRATE_PARAM_BANDWIDTH,
+                                 call->bandwidth_mib) < 0 ||
+         ((call->flags & VIR_MIGRATE_POSTCOPY) &&
+          virTypedParamsAddULLong(&params, &n, &max, VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY,
+                                  call->bandwidth_mib) < 0)))
+        goto param_failed;
+    if (virDomainMigrateToURI3(dom, call->dconnuri, params, (unsigned)n, call->flags) < 0) {
+        call->rc = -EIO;
+        last_error(call->error, sizeof call->error, "migration failed");
+    }
+    goto out;
+param_failed:
+    call->rc = -ENOMEM;
+    last_error(call->error, sizeof call->error, "migration parameters");
+out:
+    virTypedParamsFree(params, n);
+    if (dom)
+        virDomainFree(dom);
+    if (call->ctx->core->loop_post(call->ctx, call->done, call) < 0)
+        mig_call_free(call);   /* the daemon is going away: nobody is left to tell */
+    return NULL;
+}
+
+int mig_call_start(struct mig_call *call)
+{
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&t, &attr, call_main, call);
+    pthread_attr_destroy(&attr);
+    return rc ? -rc : 0;
+}
+
+/* ---- short requests ------------------------------------------------------------ */
+
+void mig_req_free(struct mig_req *r)
+{
+    if (!r)
+        return;
+    mig_conn_unref(r->conn);
+    mig_conn_unref(r->conn2);
+    free(r);
+}
+
+static int64_t param_ll(virTypedParameterPtr p, int n, const char *name)
+{
+    unsigned long long v = 0;
+    if (virTypedParamsGetULLong(p, n, name, &v) <= 0)
+        return -1;
+    return (int64_t)v;
+}
+
+static void stats(struct mig_req *r, virDomainPtr dom)
+{
+    virTypedParameterPtr p = NULL;
+    int n = 0, type = VIR_DOMAIN_JOB_NONE;
+    if (virDomainGetJobStats(dom, &type, &p, &n, 0) < 0) {
+        r->rc = -EIO;
+        last_error(r->error, sizeof r->error, "job stats");
+        return;
+    }
+    struct mig_stats *s = &r->stats;
+    s->active = type == VIR_DOMAIN_JOB_BOUNDED || type == VIR_DOMAIN_JOB_UNBOUNDED;
+    s->processed = param_ll(p, n, VIR_DOMAIN_JOB_DATA_PROCESSED);
+    s->remaining = param_ll(p, n, VIR_DOMAIN_JOB_DATA_REMAINING);
+    s->total = param_ll(p, n, VIR_DOMAIN_JOB_DATA_TOTAL);
+    int64_t pages = param_ll(p, n, VIR_DOMAIN_JOB_MEMORY_DIRTY_RATE);
+    int64_t page = param_ll(p, n, VIR_DOMAIN_JOB_MEMORY_PAGE_SIZE);
+    s->dirty_rate = pages >= 0 ? pages * (page > 0 ? page : 4096) : -1;
+    s->iteration = param_ll(p, n, VIR_DOMAIN_JOB_MEMORY_ITERATION);
+    s->bps = param_ll(p, n, VIR_DOMAIN_JOB_MEMORY_BPS);
+    s->elapsed_ms = param_ll(p, n, VIR_DOMAIN_JOB_TIME_ELAPSED);
+    int64_t postcopy = param_ll(p, n, VIR_DOMAIN_JOB_MEMORY_POSTCOPY_REQS);
+    s->postcopy = postcopy > 0;
+    virTypedParamsFree(p, n);
+}
+
+static enum mig_dom dom_state(virConnectPtr conn, const char *uuid, bool *job)
+{
+    if (!conn)
+        return MIG_DOM_UNKNOWN;
+    virDomainPtr d = virDomainLookupByUUIDString(conn, uuid);
+    if (!d) {
+        virErrorPtr e = virGetLastError();
+        return e && e->code == VIR_ERR_NO_DOMAIN ? MIG_DOM_ABSENT : MIG_DOM_UNKNOWN;
+    }
+    int state = 0, reason = 0;
+    enum mig_dom out = MIG_DOM_UNKNOWN;
+    if (virDomainGetState(d, &state, &reason, 0) == 0) {
+        switch (state) {
+        case VIR_DOMAIN_RUNNING: out = MIG_DOM_RUNNING; break;
+        case VIR_DOMAIN_PAUSED: out = MIG_DOM_PAUSED; break;
+        case VIR_DOMAIN_BLOCKED: out = MIG_DOM_RUNNING; break;
+        default: out = MIG_DOM_INACTIVE; break;
+        }
+    }
+    if (job) {
+        virDomainJobInfo info;
+        *job = virDomainGetJobInfo(d, &info) == 0 && info.type != VIR_DOMAIN_JOB_NONE &&
+               info.type != VIR_DOMAIN_JOB_COMPLETED && info.type != VIR_DOMAIN_JOB_FAILED &&
+               info.type != VIR_DOMAIN_JOB_CANCELLED;
+    }
+    virDomainFree(d);
+    return out;
+}
+
+void mig_req_run(void *opaque)
+{
+    struct mig_req *r = opaque;
+    if (r->type == MIG_REQ_PROBE) {
+        r->probe.source = dom_state(r->conn, r->uuid, &r->probe.source_job);
+        r->probe.target = dom_state(r->conn2, r->uuid, NULL);
+        return;
+    }
+    if (!r->conn) {
+        r->rc = -ENOTCONN;
+        snprintf(r->error, sizeof r->error, "the source node is not connected");
+        return;
+    }
+    virDomainPtr dom = virDomainLookupByUUIDString(r->conn, r->uuid);
+    if (!dom) {
+        r->rc = -ENOENT;
+        last_error(r->error, sizeof r->error, "the domain is not on the source");
+        return;
+    }
+    switch (r->type) {
+    case MIG_REQ_STATS:
+        stats(r, dom);
+        break;
+    case MIG_REQ_ABORT:
+        if (virDomainAbortJob(dom) < 0) {
+            r->rc = -EIO;
+            last_error(r->error, sizeof r->error, "abort");
+        }
+        break;
+    case MIG_REQ_POSTCOPY:
+        if (virDomainMigrateStartPostCopy(dom, 0) < 0) {
+            r->rc = -EIO;
+            last_error(r->error, sizeof r->error, "switch to post-copy");
+        }
+        break;
+    case MIG_REQ_PROBE:
+        break;
+    }
+    virDomainFree(dom);
+}
