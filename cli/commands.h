@@ -34,6 +34,7 @@ struct vf_cli {
     size_t n_files;
     bool watch, watch_only, wait;
     long timeout;               /* seconds; 0: none */
+    bool timeout_given;         /* --timeout was on the command line (drain: else wait on) */
 };
 
 /* args: the words after the command name (options already removed). */
@@ -48,4 +49,8 @@ int vf_cmd_cordon(struct vf_cli *cli, int argc, char **args);
 int vf_cmd_uncordon(struct vf_cli *cli, int argc, char **args);
 /* image info|convert: offline, on local files; cli may be NULL (cli/image.c). */
 int vf_cmd_image(struct vf_cli *cli, int argc, char **args);
+/* upload cvi NAME FILE: send a file to an image's upload URL (cli/upload.c). */
+int vf_cmd_upload(struct vf_cli *cli, int argc, char **args);
+/* drain NODE: cordon, evict its VMs, follow them (cli/drain.c). */
+int vf_cmd_drain(struct vf_cli *cli, int argc, char **args);
 #endif

@@ -9,6 +9,6 @@ cli_libvfcli_la_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(YAML_CFLAGS)
 cli_libvfcli_la_LIBADD = $(CURL_LIBS) $(YAML_LIBS) $(JSONC_LIBS)
 
 bin_PROGRAMS += virtfleet
-virtfleet_SOURCES = cli/main.c cli/commands.c cli/commands.h cli/image.c
+virtfleet_SOURCES = cli/main.c cli/commands.c cli/commands.h cli/image.c cli/upload.c cli/drain.c
 virtfleet_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(YAML_CFLAGS)
 virtfleet_LDADD = cli/libvfcli.la modules/images/libvfimage.la $(ZLIB_LIBS) $(LZMA_LIBS)

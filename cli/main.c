@@ -24,6 +24,7 @@ enum {
     OPT_WATCH = 1 << 2,
     OPT_FILE = 1 << 3,
     OPT_WAIT = 1 << 4,
+    OPT_DRAIN = 1 << 5,     /* kubectl drain's --ignore-daemonsets, --delete-emptydir-data */
 };
 
 struct command {
@@ -74,6 +75,21 @@ static const struct command commands[] = {
     { "image", vf_cmd_image, 0,
       "image info [-o json] FILE | image convert -O raw|qcow2 [--quota SIZE] SRC DST",
       "Inspect, validate or convert a local disk image file (offline; no daemon).\n" },
+    { "drain", vf_cmd_drain, OPT_SELECTOR | OPT_DRAIN,
+      "drain NODE [-l|--selector|--pod-selector SEL] [--timeout DURATION]",
+      "Maintenance: cordon the node, move its VMs away with Evict operations (the\n"
+      "migrate module) and show their progress until the node is empty (exit 0), or\n"
+      "list each VM that could not be moved and why (exit 1).  Ctrl+C stops waiting\n"
+      "and leaves the node cordoned; `virtfleet uncordon NODE` ends maintenance and\n"
+      "cancels the evictions that have not started.\n"
+      "  -l, --selector SEL    only VMs whose labels match (--pod-selector is the same)\n"
+      "      --timeout D       give up after D (\"300\", \"5m\", \"1h\"; default: wait on)\n"
+      "      --ignore-daemonsets, --delete-emptydir-data   accepted as kubectl's, no effect\n" },
+    { "upload", vf_cmd_upload, 0,
+      "upload cvi NAME FILE",
+      "Upload a local image file to a ClusterVirtualImage of type Upload (its\n"
+      "status.imageUploadURLs.external), with a progress bar on a terminal, then wait\n"
+      "until the image is Ready (exit 0) or Failed (exit 1, with the reason).\n" },
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -135,6 +151,14 @@ static int parse_timeout(const char *arg, long *out)
     char *end;
     errno = 0;
     long v = strtol(arg, &end, 10);
+    /* A unit, as kubectl drain --timeout takes it: 90s, 5m, 1h. */
+    if (end != arg && end[0] && !end[1] && v >= 0 && v <= 86400 * 365) {
+        long mult = *end == 's' ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600 : 0;
+        if (mult) {
+            v *= mult;
+            end++;
+        }
+    }
     if (errno || end == arg || *end || v < 0 || v > 86400 * 365) {
         fprintf(stderr, "error: --timeout wants a number of seconds, not \"%s\"\n", arg);
         return -1;
@@ -145,10 +169,13 @@ static int parse_timeout(const char *arg, long *out)
 
 int main(int argc, char **argv)
 {
-    enum { LONG_SOCKET = 256, LONG_TIMEOUT, LONG_WATCH_ONLY, LONG_WAIT };
+    enum { LONG_SOCKET = 256, LONG_TIMEOUT, LONG_WATCH_ONLY, LONG_WAIT, LONG_DRAIN_COMPAT };
     static const struct option longopts[] = {
         { "output", required_argument, NULL, 'o' },
         { "selector", required_argument, NULL, 'l' },
+        { "pod-selector", required_argument, NULL, 'l' },
+        { "ignore-daemonsets", no_argument, NULL, LONG_DRAIN_COMPAT },
+        { "delete-emptydir-data", no_argument, NULL, LONG_DRAIN_COMPAT },
         { "watch", no_argument, NULL, 'w' },
         { "watch-only", no_argument, NULL, LONG_WATCH_ONLY },
         { "filename", required_argument, NULL, 'f' },
@@ -199,6 +226,9 @@ int main(int argc, char **argv)
             used |= OPT_FILE;
             cli.files[cli.n_files++] = optarg;
             break;
+        case LONG_DRAIN_COMPAT:
+            used |= OPT_DRAIN;
+            break;
         case LONG_WAIT:
             used |= OPT_WAIT;
             cli.wait = true;
@@ -209,6 +239,7 @@ int main(int argc, char **argv)
         case LONG_TIMEOUT:
             if (parse_timeout(optarg, &cli.timeout) < 0)
                 goto usage_error;
+            cli.timeout_given = true;
             break;
         case 'h':
             help = true;
@@ -247,7 +278,8 @@ int main(int argc, char **argv)
         return VF_EXIT_OK;
     }
     if (used & ~cmd->options) {
-        static const char *const names[] = { "-o", "-l", "-w/--watch-only", "-f", "--wait" };
+        static const char *const names[] = { "-o", "-l", "-w/--watch-only", "-f", "--wait",
+                                             "--ignore-daemonsets/--delete-emptydir-data" };
         for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++)
             if (used & ~cmd->options & (1u << i))
                 fprintf(stderr, "error: %s does not take %s\n", cmd->name, names[i]);

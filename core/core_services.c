@@ -13,6 +13,7 @@
 #include "loop.h"
 #include "objects.h"
 #include "workers.h"
+#include "vms_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -219,6 +220,36 @@ static int svc_loop_post(struct vf_module_ctx *ctx, vf_job_done_fn fn, void *opa
     return vf_loop_post(fn, opaque);
 }
 
+static int svc_vm_migration_target(struct vf_module_ctx *ctx, const char *vm,
+                                   const char *node_name, const struct json_object *selector,
+                                   const char *const *exclude, char *target, size_t target_len,
+                                   struct vf_error *err)
+{
+    (void)ctx;
+    return vf_vms_migration_target(vm, node_name, selector, exclude, target, target_len, err);
+}
+
+static int svc_vm_migration_begin(struct vf_module_ctx *ctx, const char *vm, const char *target,
+                                  const struct json_object *fields, struct vf_error *err)
+{
+    (void)ctx;
+    return vf_vms_migration_begin(vm, target, fields, err);
+}
+
+static int svc_vm_migration_update(struct vf_module_ctx *ctx, const char *vm,
+                                   const struct json_object *fields, struct vf_error *err)
+{
+    (void)ctx;
+    return vf_vms_migration_update(vm, fields, err);
+}
+
+static int svc_vm_migration_end(struct vf_module_ctx *ctx, const char *vm, const char *node,
+                                const struct json_object *fields, struct vf_error *err)
+{
+    (void)ctx;
+    return vf_vms_migration_end(vm, node, fields, err);
+}
+
 static const struct vf_core core_services = {
     .size = sizeof(struct vf_core),
     .abi_major = VF_MODULE_ABI_MAJOR,
@@ -245,6 +276,10 @@ static const struct vf_core core_services = {
     .get_data = svc_get_data,
     .state_dir = svc_state_dir,
     .loop_post = svc_loop_post,
+    .vm_migration_target = svc_vm_migration_target,
+    .vm_migration_begin = svc_vm_migration_begin,
+    .vm_migration_update = svc_vm_migration_update,
+    .vm_migration_end = svc_vm_migration_end,
 };
 
 const struct vf_core *vf_core_services(void)

@@ -20,7 +20,12 @@
  * that were not (a Running VM whose domain stopped), which runPolicy answers;
  * repeated unexpected stops back off (1 s doubling to 5 min, phase Degraded).
  * A stopped VM's domain is undefined: the next start defines it again from
- * the current spec, on whichever node placement then chooses. */
+ * the current spec, on whichever node placement then chooses.
+ *
+ * Live migration is the migrate module's: it asks for a target and marks the
+ * VM Migrating through vf_vms_migration_begin() (which reserves the target),
+ * and hands it back with vf_vms_migration_end(); in between this controller
+ * leaves the VM alone and only counts its reservations on both nodes. */
 #include <config.h>
 #include "vms.h"
 #include "vms_internal.h"
@@ -617,7 +622,8 @@ static int place_build(void)
     size_t nn = json_object_array_length(C.place.node_items);
     size_t nv = json_object_array_length(C.place.vm_items);
     C.place.nodes = calloc(nn + 1, sizeof *C.place.nodes);
-    C.place.vms = calloc(nv + 1, sizeof *C.place.vms);
+    /* A migrating VM counts on two nodes: at most two entries per VM. */
+    C.place.vms = calloc(2 * nv + 1, sizeof *C.place.vms);
     if (!C.place.nodes || !C.place.vms) {
         place_reset();
         return -ENOMEM;
@@ -641,7 +647,13 @@ static int place_build(void)
         for (size_t k = 0; k < nv; k++) {
             const struct json_object *vm = json_object_array_get_idx(C.place.vm_items, k);
             const struct json_object *vst = member(vm, "status");
-            if (!str_eq(string(vst, "node"), pn->name) || !reserves(string(vst, "phase")))
+            /* A VM being migrated holds its source (status.node) and its
+             * target (status.migrationState.targetNode) until the migration
+             * ends: either may be where it runs afterwards. */
+            bool here = str_eq(string(vst, "node"), pn->name) && reserves(string(vst, "phase"));
+            bool inbound = str_eq(string(vst, "phase"), "Migrating") &&
+                           str_eq(string(member(vst, "migrationState"), "targetNode"), pn->name);
+            if (!here && !inbound)
                 continue;
             struct vf_placement_vm *pv = &C.place.vms[used++];
             const struct json_object *spec = member(vm, "spec");
@@ -1402,10 +1414,16 @@ static void listener_domain_event(void *opaque, const char *node, const char *do
     }
     vf_log_debug("vm \"%s\": node \"%s\": domain \"%s\" event %d/%d", v->name, node, domain_name,
                  event, detail);
+    /* A post-copy migration resumes the guest on its target before the
+     * migrate module hands the VM over: part of the migration too. */
     bool migration = (event == VIR_DOMAIN_EVENT_STARTED &&
                       detail == VIR_DOMAIN_EVENT_STARTED_MIGRATED) ||
                      (event == VIR_DOMAIN_EVENT_RESUMED &&
-                      detail == VIR_DOMAIN_EVENT_RESUMED_MIGRATED) ||
+                      (detail == VIR_DOMAIN_EVENT_RESUMED_MIGRATED ||
+                       detail == VIR_DOMAIN_EVENT_RESUMED_POSTCOPY)) ||
+                     (event == VIR_DOMAIN_EVENT_SUSPENDED &&
+                      (detail == VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED ||
+                       detail == VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY)) ||
                      (event == VIR_DOMAIN_EVENT_STOPPED &&
                       detail == VIR_DOMAIN_EVENT_STOPPED_MIGRATED);
     if (!v->node || str_eq(v->node, node)) {
@@ -1464,6 +1482,23 @@ static void other_watch_cb(void *opaque, const char *kind, enum vf_watch_event t
     mark_all_dirty();
 }
 
+/* Each node's reservation as placement counts it, for the Node's status
+ * (the cluster writes only what changed). */
+static void report_reservations(void)
+{
+    if (place_build() < 0)
+        return;
+    for (size_t i = 0; i < C.place.n_nodes; i++) {
+        const struct vf_placement_node *pn = &C.place.nodes[i];
+        struct vf_cluster_reserved r = {.vms = (int64_t)pn->n_vms};
+        for (size_t k = 0; k < pn->n_vms; k++) {
+            r.cpu_millis += pn->vms[k].cpu_millis;
+            r.memory_bytes += pn->vms[k].memory_bytes;
+        }
+        vf_cluster_node_reserved(pn->name, &r);
+    }
+}
+
 static void pass_run(void *opaque)
 {
     (void)opaque;
@@ -1496,7 +1531,255 @@ static void pass_run(void *opaque)
         }
     }
     json_object_put(dirty);
+    report_reservations();
     place_reset();
+}
+
+/* ---- migrations: services for the migrate module (core_services.c) ------------------- */
+
+/* The VM's spec.nodeSelector with a migration's extra labels added; a label
+ * both name with different values can be met by no node: refused. */
+static int merged_selector(const struct json_object *vm_sel, const struct json_object *extra,
+                           struct json_object **out, struct vf_error *err)
+{
+    struct json_object *m = json_copy(vm_sel);
+    if (extra && json_object_is_type(extra, json_type_object)) {
+        json_object_object_foreach((struct json_object *)extra, k, val) {
+            const char *want = json_object_get_string(val);
+            const char *have = string(m, k);
+            if (have && !str_eq(have, want)) {
+                json_object_put(m);
+                return vf_error_set(err, -EINVAL, 422, "Invalid", "spec.migrate.nodeSelector",
+                                    "label %s=%s conflicts with the VM's nodeSelector %s=%s", k,
+                                    want ? want : "", k, have);
+            }
+            json_object_object_add(m, k, json_object_new_string(want ? want : ""));
+        }
+    }
+    *out = m;
+    return 0;
+}
+
+/* Placement for a VM that runs on `source`: only (a node name) or any node
+ * but source and those in exclude.  Fills target, or -ENOSPC with why. */
+static int migration_choose(const struct json_object *vm, const char *source, const char *only,
+                            const struct json_object *selector, const char *const *exclude,
+                            char *target, size_t len, struct vf_error *err)
+{
+    const char *name = vf_object_name(vm);
+    const struct json_object *spec = member(vm, "spec");
+    const char *class_name = string(spec, "virtualMachineClassName");
+    struct json_object *vmclass = NULL, *sel = NULL;
+    char why[MSG_MAX] = "";
+    int rc;
+    if (!class_name)
+        class_name = "generic";
+    if (vf_objects_get(CLASS_KIND, class_name, &vmclass, err) < 0)
+        return vf_error_set(err, -ENOENT, 422, "ClassNotFound", "spec.virtualMachineClassName",
+                            "VirtualMachineClass \"%s\" not found", class_name);
+    if ((rc = merged_selector(member(spec, "nodeSelector"), selector, &sel, err)) < 0) {
+        json_object_put(vmclass);
+        return rc;
+    }
+    place_reset();
+    if ((rc = place_build()) < 0) {
+        json_object_put(vmclass);
+        json_object_put(sel);
+        return vf_error_set(err, rc, 500, "InternalError", "", "cannot read the store for placement");
+    }
+    struct vf_placement_node *nodes = calloc(C.place.n_nodes + 1, sizeof *nodes);
+    size_t n = 0;
+    bool found = !only;
+    for (size_t i = 0; nodes && i < C.place.n_nodes; i++) {
+        const struct vf_placement_node *pn = &C.place.nodes[i];
+        bool skip = only && !str_eq(pn->name, only);
+        for (size_t k = 0; !only && exclude && exclude[k]; k++)
+            skip = skip || str_eq(pn->name, exclude[k]);
+        found = found || str_eq(pn->name, only);
+        if (!skip)
+            nodes[n++] = *pn;
+    }
+    struct vf_placement_request req = {
+        .vm_name = name,
+        .vm_labels = member(member(vm, "metadata"), "labels"),
+        .cpu_millis = vf_placement_vm_cpu_millis(spec),
+        .memory_bytes = vf_placement_vm_memory(spec),
+        .class_selector = member(member(vmclass, "spec"), "nodeSelector"),
+        .vm_node_selector = json_object_object_length(sel) ? sel : NULL,
+        .affinity = member(spec, "affinity"),
+        .exclude_node = source,
+    };
+    int idx = -1;
+    if (!nodes)
+        rc = vf_error_set(err, -ENOMEM, 500, "InternalError", "", "out of memory");
+    else if (!found)
+        rc = vf_error_set(err, -ENOENT, 422, "NodeNotFound", "spec.migrate.nodeName",
+                          "node \"%s\" not found", only);
+    else if (only && str_eq(only, source))
+        rc = vf_error_set(err, -EINVAL, 422, "Invalid", "spec.migrate.nodeName",
+                          "vm \"%s\" already runs on node \"%s\"", name, only);
+    else if ((idx = vf_placement_choose(&req, nodes, n, why, sizeof why)) < 0)
+        rc = vf_error_set(err, -ENOSPC, 422, "Unschedulable", "", "%s", why);
+    else
+        snprintf(target, len, "%s", nodes[idx].name);
+    free(nodes);
+    place_reset();
+    json_object_put(vmclass);
+    json_object_put(sel);
+    return idx < 0 ? rc : 0;
+}
+
+/* The VM, when it is in `phase` (NULL: Running or Migrating) and not being
+ * deleted; else -EBUSY (409) saying what it is. */
+static int migration_vm(const char *vm, const char *phase, struct json_object **out,
+                        struct vf_error *err)
+{
+    struct json_object *obj = NULL;
+    if (vf_objects_get(VF_VM_KIND, vm, &obj, NULL) < 0)
+        return vf_error_set(err, -ENOENT, 404, "NotFound", "spec.virtualMachineName",
+                            "VirtualMachine \"%s\" not found", vm);
+    const struct json_object *st = member(obj, "status");
+    const char *now = string(st, "phase");
+    if (member(member(obj, "metadata"), "deletionTimestamp") || !string(st, "node") ||
+        !str_eq(now, phase)) {
+        vf_error_set(err, -EBUSY, 409, "NotRunning", "",
+                     "vm \"%s\" is %s%s; only a %s VM %s", vm,
+                     member(member(obj, "metadata"), "deletionTimestamp") ? "being deleted"
+                                                                          : now ? now : "new",
+                     string(st, "node") ? "" : " on no node", phase,
+                     str_eq(phase, "Running") ? "can be migrated" : "has a migration to update");
+        json_object_put(obj);
+        return -EBUSY;
+    }
+    *out = obj;
+    return 0;
+}
+
+/* Replace each member of migrationState named in fields (a null value removes it). */
+static void migration_merge(struct json_object *status, const struct json_object *fields)
+{
+    struct json_object *ms = member(status, "migrationState");
+    if (!ms || !json_object_is_type(ms, json_type_object)) {
+        ms = json_object_new_object();
+        json_object_object_add(status, "migrationState", ms);
+    }
+    if (!fields || !json_object_is_type(fields, json_type_object))
+        return;
+    json_object_object_foreach((struct json_object *)fields, k, val) {
+        if (!val)
+            json_object_object_del(ms, k);
+        else
+            json_object_object_add(ms, k, json_copy(val));
+    }
+}
+
+int vf_vms_migration_target(const char *vm, const char *node_name,
+                            const struct json_object *selector, const char *const *exclude,
+                            char *target, size_t len, struct vf_error *err)
+{
+    struct json_object *obj = NULL;
+    int rc = migration_vm(vm, "Running", &obj, err);
+    if (rc < 0)
+        return rc;
+    rc = migration_choose(obj, string(member(obj, "status"), "node"), node_name, selector,
+                          exclude, target, len, err);
+    json_object_put(obj);
+    return rc;
+}
+
+int vf_vms_migration_begin(const char *vm, const char *target, const struct json_object *fields,
+                           struct vf_error *err)
+{
+    struct json_object *obj = NULL;
+    char chosen[256], msg[MSG_MAX];
+    int rc = migration_vm(vm, "Running", &obj, err);
+    if (rc < 0)
+        return rc;
+    const struct json_object *old = member(obj, "status");
+    const char *source = string(old, "node");
+    /* The target must still fit now that the caller is about to use it. */
+    if ((rc = migration_choose(obj, source, target, NULL, NULL, chosen, sizeof chosen, err)) < 0) {
+        json_object_put(obj);
+        return rc;
+    }
+    struct json_object *status = json_copy(old);
+    json_object_object_del(status, "migrationState");   /* a new migration, a new record */
+    migration_merge(status, fields);
+    struct json_object *ms = member(status, "migrationState");
+    json_object_object_add(ms, "sourceNode", json_object_new_string(source));
+    json_object_object_add(ms, "targetNode", json_object_new_string(target));
+    set_phase(status, "Migrating");
+    snprintf(msg, sizeof msg, "migrating from node \"%s\" to node \"%s\"", source, target);
+    vf_vms_condition_set(status, "Running", "True", "Migrating", msg);
+    rc = vf_objects_update_status(VF_VM_KIND, vm, status, NULL, err);
+    json_object_put(status);
+    json_object_put(obj);
+    C.place.valid = false;
+    if (rc == 0)
+        vf_log_info("vm \"%s\": %s", vm, msg);
+    return rc;
+}
+
+int vf_vms_migration_update(const char *vm, const struct json_object *fields, struct vf_error *err)
+{
+    struct json_object *obj = NULL;
+    int rc = migration_vm(vm, "Migrating", &obj, err);
+    if (rc < 0)
+        return rc;
+    const struct json_object *old = member(obj, "status");
+    struct json_object *status = json_copy(old);
+    migration_merge(status, fields);
+    if (!json_object_equal((struct json_object *)old, status))
+        rc = vf_objects_update_status(VF_VM_KIND, vm, status, NULL, err);
+    json_object_put(status);
+    json_object_put(obj);
+    return rc;
+}
+
+int vf_vms_migration_end(const char *vm, const char *node, const struct json_object *fields,
+                         struct vf_error *err)
+{
+    struct json_object *obj = NULL, *cur = NULL;
+    char msg[MSG_MAX];
+    /* A VM deleted meanwhile still gets its node right: its cleanup needs it. */
+    if (vf_objects_get(VF_VM_KIND, vm, &cur, NULL) < 0)
+        return vf_error_set(err, -ENOENT, 404, "NotFound", "", "VirtualMachine \"%s\" not found", vm);
+    obj = cur;
+    const struct json_object *old = member(obj, "status");
+    const struct json_object *oms = member(old, "migrationState");
+    if (!str_eq(string(old, "phase"), "Migrating")) {
+        json_object_put(obj);
+        return vf_error_set(err, -EBUSY, 409, "NotMigrating", "", "vm \"%s\" is not Migrating", vm);
+    }
+    if (!str_eq(node, string(oms, "sourceNode")) && !str_eq(node, string(oms, "targetNode"))) {
+        json_object_put(obj);
+        return vf_error_set(err, -EINVAL, 400, "Invalid", "", "vm \"%s\": node \"%s\" is neither "
+                            "the migration's source nor its target", vm, node ? node : "");
+    }
+    struct json_object *status = json_copy(old);
+    migration_merge(status, fields);
+    set_string(status, "node", node);
+    set_phase(status, "Running");
+    snprintf(msg, sizeof msg, "the domain runs on node \"%s\"", node);
+    vf_vms_condition_set(status, "Running", "True", "Running", msg);
+    int rc = vf_objects_update_status(VF_VM_KIND, vm, status, NULL, err);
+    json_object_put(status);
+    json_object_put(obj);
+    if (rc < 0)
+        return rc;
+    struct vm_rec *v = vm_rec(vm);
+    if (v) {
+        str_set(&v->node, node);
+        /* A listing of the target made while the domain arrived there took
+         * it for a second copy: it is the VM's own now. */
+        if (str_eq(v->conflict_node, node))
+            str_set(&v->conflict_node, NULL);
+    }
+    vf_log_info("vm \"%s\": migration ended; it runs on node \"%s\"", vm, node);
+    C.place.valid = false;
+    wake_waiting();   /* the other node's reservation is free again */
+    mark_dirty(vm);
+    return 0;
 }
 
 /* ---- vmops.c's hooks ------------------------------------------------------------------- */

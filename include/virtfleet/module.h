@@ -270,6 +270,41 @@ struct vf_core {
      * from any thread (a worker, or a thread the module started itself, e.g. a
      * listener): the way such a thread hands results back.  -ENOMEM on failure. */
     int (*loop_post)(struct vf_module_ctx *ctx, vf_job_done_fn fn, void *opaque);
+
+    /* Live migration (for the migrate module; also ABI 1.1: nothing shipped in between).
+     * A VM being migrated has status.phase "Migrating" and status.migrationState
+     * { sourceNode, targetNode, ...the caller's fields }.  From begin to end the VM
+     * controller leaves the VM alone and placement reserves its CPU and memory on
+     * both nodes; a restarted daemon keeps both reservations until end is called.
+     * The caller moves the domain (libvirt) and must end every migration it began. */
+
+    /* Choose a node Running VM `vm` could move to: the placement a start gets (node
+     * Ready and not cordoned, class and VM nodeSelector, affinity, free CPU and memory
+     * counting every reservation, migrations included), never the VM's own node.
+     * node_name: that node only (spec.migrate.nodeName), or NULL; selector: a map of
+     * labels the target must also carry (spec.migrate.nodeSelector), or NULL; exclude:
+     * a NULL-terminated list of further nodes to leave out, or NULL.  Fills target.
+     * Errors: -ENOSPC (422 Unschedulable: the reasons node by node), -EBUSY (409: the
+     * VM is not Running or is being deleted), -ENOENT (404), -EINVAL (422). */
+    int (*vm_migration_target)(struct vf_module_ctx *ctx, const char *vm, const char *node_name,
+                               const struct json_object *selector, const char *const *exclude,
+                               char *target, size_t target_len, struct vf_error *err);
+    /* Begin: checks that the VM is Running and that `target` still fits it, then in one
+     * status write sets phase Migrating and migrationState to a copy of `fields` (may be
+     * NULL) plus sourceNode and targetNode.  Errors as vm_migration_target. */
+    int (*vm_migration_begin)(struct vf_module_ctx *ctx, const char *vm, const char *target,
+                              const struct json_object *fields, struct vf_error *err);
+    /* Progress: replace the members of migrationState named in `fields` (a JSON null
+     * removes one).  Writes only when something changed.  -EBUSY when not Migrating. */
+    int (*vm_migration_update)(struct vf_module_ctx *ctx, const char *vm,
+                               const struct json_object *fields, struct vf_error *err);
+    /* End: the domain now runs on `node` (migrationState.sourceNode or targetNode).
+     * Merges `fields` as update does, sets status.node to node and phase Running, and
+     * frees the other node's reservation; the VM controller takes the VM back, confirms
+     * the domain there (runPolicy applies if it is not running) and moves on.
+     * -EBUSY when not Migrating, -EINVAL when node is neither source nor target. */
+    int (*vm_migration_end)(struct vf_module_ctx *ctx, const char *vm, const char *node,
+                            const struct json_object *fields, struct vf_error *err);
 };
 
 /* Does this daemon's core table have `member`?  For modules built against a newer minor. */

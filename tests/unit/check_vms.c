@@ -295,6 +295,9 @@ static void dom_destroy(const char *node, const char *name)
 
 START_TEST(test_placed_running_with_ip)
 {
+    /* Placement sees only connected nodes: let both come up first. */
+    wait_field("Node", "node-a", "status.phase", "Ready", 5000);
+    wait_field("Node", "node-b", "status.phase", "Ready", 5000);
     vm_create("web", "");
     wait_phase("web", "Running");
     struct json_object *vm = get("VirtualMachine", "web");
@@ -553,10 +556,14 @@ START_TEST(test_waiting_vm_gets_freed_capacity)
     const char *msg = vf_test_json_str(condition(vm, "Running"), "message");
     ck_assert_msg(strstr(msg, "node-b") && strstr(msg, "CPU"), "explanation: %s", msg);
     json_object_put(vm);
+    /* The Node shows what the running VM holds. */
+    wait_field("Node", "node-b", "status.reserved.cpu", "4", 2000);
+    wait_field("Node", "node-b", "status.reserved.virtualMachines", "1", 1000);
     vmop_create("stop-hog", "hog", "Stop", true);
     wait_phase("hog", "Stopped");
     wait_field("VirtualMachine", "late", "status.phase", "Running", 2000);
     wait_field("VirtualMachine", "late", "status.node", "node-b", 1000);
+    wait_field("Node", "node-b", "status.reserved.cpu", "2", 2000);
 }
 END_TEST
 
