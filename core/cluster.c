@@ -74,6 +74,7 @@ enum node_state {
 struct node {
     char *name, *uri;
     struct json_object *labels;  /* the configured ones (own copy) */
+    double cpu_allocation_ratio; /* configured CPU overcommit */
     enum node_state state;
     virConnectPtr conn;          /* NODE_READY only */
     int event_id;                /* its lifecycle callback, or -1 */
@@ -509,10 +510,11 @@ static struct json_object *quantity(unsigned long long kib)
     return json_object_new_string(buf);
 }
 
-static struct json_object *capacity_build(const struct node_facts *f)
+/* ratio: CPUs counted this many times (allocatable with overcommit); 1 for capacity. */
+static struct json_object *capacity_build(const struct node_facts *f, double ratio)
 {
     struct json_object *c = json_object_new_object();
-    json_object_object_add(c, "cpu", json_object_new_int64(f->cpus));
+    json_object_object_add(c, "cpu", json_object_new_int64((int64_t)(f->cpus * ratio)));
     json_object_object_add(c, "memory", quantity(f->memory_kib));
     return c;
 }
@@ -556,9 +558,10 @@ static struct json_object *status_build(const struct node *n, bool with_times)
     json_object_object_add(s, "schedulable", json_object_new_boolean(n->ready && !n->unschedulable));
     if (n->have_facts) {
         const struct node_facts *f = &n->facts;
-        json_object_object_add(s, "capacity", capacity_build(f));
-        /* Nothing is reserved for the host yet: all of it is allocatable. */
-        json_object_object_add(s, "allocatable", capacity_build(f));
+        json_object_object_add(s, "capacity", capacity_build(f, 1.0));
+        /* Nothing is reserved for the host yet: all of it is allocatable, CPUs
+         * times the configured overcommit. */
+        json_object_object_add(s, "allocatable", capacity_build(f, n->cpu_allocation_ratio));
         struct json_object *info = json_object_new_object();
         add_string(info, "hostname", f->hostname);
         add_string(info, "cpuModel", f->cpu_model);
@@ -1026,6 +1029,7 @@ static struct node *node_new(const struct vf_config_node *c)
     n->name = strdup(c->name);
     n->uri = strdup(c->uri);
     n->labels = json_copy(c->labels);
+    n->cpu_allocation_ratio = c->cpu_allocation_ratio;
     n->state = NODE_WAITING;
     n->event_id = -1;
     if (!n->name || !n->uri || !n->labels) {
@@ -1130,6 +1134,10 @@ static void node_add(const struct vf_config_node *c)
 static void node_reconfigure(struct node *n, const struct vf_config_node *c)
 {
     n->seen = true;
+    if (n->cpu_allocation_ratio != c->cpu_allocation_ratio) {
+        n->cpu_allocation_ratio = c->cpu_allocation_ratio;
+        node_publish(n);
+    }
     if (!labels_equal(n->labels, c->labels)) {
         struct json_object *labels = json_copy(c->labels);
         if (labels) {

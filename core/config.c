@@ -553,9 +553,10 @@ static struct json_object *load_labels(struct loader *ld, const config_setting_t
 
 static void load_node(struct loader *ld, const config_setting_t *g, const char *path)
 {
-    static const char *const keys[] = { "name", "uri", "labels" };
+    static const char *const keys[] = { "name", "uri", "labels", "cpuAllocationRatio" };
     struct vf_config *cfg = ld->cfg;
     struct vf_config_node *node = &cfg->nodes[cfg->n_nodes++];
+    node->cpu_allocation_ratio = 1.0;
     bool have_name = false, have_uri = false;
     char p[PATH_MAX_LEN];
 
@@ -597,6 +598,15 @@ static void load_node(struct loader *ld, const config_setting_t *g, const char *
         } else if (strcmp(name, "labels") == 0) {
             json_object_put(node->labels);
             node->labels = load_labels(ld, s, p);
+        } else if (strcmp(name, "cpuAllocationRatio") == 0) {
+            long long whole;
+            double r = setting_int(s, &whole) ? (double)whole
+                     : config_setting_type(s) == CONFIG_TYPE_FLOAT ? config_setting_get_float(s) : -1;
+            if (!(r >= 0.1 && r <= 64))
+                problem(ld, s, p, "expected a number between 0.1 and 64 (e.g. 4.0: each CPU may "
+                        "be reserved four times), got %s", GOT(s));
+            else
+                node->cpu_allocation_ratio = r;
         } else {
             unknown_key(ld, s, p, keys, ARRAY_SIZE(keys));
         }

@@ -11,6 +11,7 @@ struct vf_config_node {
     char *name;
     char *uri;                      /* libvirt URI */
     struct json_object *labels;     /* object of string values */
+    double cpu_allocation_ratio;    /* allocatable CPUs = whole CPUs x this (overcommit); default 1 */
 };
 
 struct vf_config_module {

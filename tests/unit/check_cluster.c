@@ -322,6 +322,23 @@ START_TEST(test_labels_follow_config)
 }
 END_TEST
 
+START_TEST(test_cpu_allocation_ratio)
+{
+    char a[PATH_MAX + 16];
+    node_uri(a, sizeof a, "node-a.xml");
+    apply("{ name = \"a\"; uri = \"%s\"; cpuAllocationRatio = 2.5; }", a);
+    struct json_object *na = wait_field("a", "status.phase", "Ready", 5000);
+    ck_assert_str_eq(field(na, "status.capacity.cpu"), "8");
+    ck_assert_str_eq(field(na, "status.allocatable.cpu"), "20");
+    json_object_put(na);
+    /* A reload changes it live, without reconnecting. */
+    void *conn_a = connection("a");
+    apply("{ name = \"a\"; uri = \"%s\"; }", a);
+    json_object_put(wait_field("a", "status.allocatable.cpu", "8", 2000));
+    ck_assert_ptr_eq(connection("a"), conn_a);
+}
+END_TEST
+
 START_TEST(test_changed_uri_reconnects)
 {
     char a[PATH_MAX + 16], b[PATH_MAX + 16];
@@ -617,6 +634,7 @@ static Suite *cluster_suite(void)
     ADD_CASE("removed_node", test_removed_node_is_deleted, 1);
     ADD_CASE("labels", test_labels_follow_config, 1);
     ADD_CASE("changed_uri", test_changed_uri_reconnects, 1);
+    ADD_CASE("cpu_allocation_ratio", test_cpu_allocation_ratio, 1);
     ADD_CASE("unconfigured_objects", test_unconfigured_objects_deleted, 1);
     ADD_CASE("cordon", test_cordon_clears_schedulable, 1);
     ADD_CASE("reserved", test_reserved_is_shown, 1);

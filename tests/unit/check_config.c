@@ -327,6 +327,25 @@ START_TEST(nodes_names)
 }
 END_TEST
 
+START_TEST(nodes_cpu_allocation_ratio)
+{
+    load_ok("nodes = ( { name = \"a\"; uri = \"test:///default\"; cpuAllocationRatio = 4; },\n"
+            "  { name = \"b\"; uri = \"test:///default\"; cpuAllocationRatio = 1.5; },\n"
+            "  { name = \"c\"; uri = \"test:///default\"; } );\n");
+    ck_assert_double_eq(cfg->nodes[0].cpu_allocation_ratio, 4.0);
+    ck_assert_double_eq(cfg->nodes[1].cpu_allocation_ratio, 1.5);
+    ck_assert_double_eq(cfg->nodes[2].cpu_allocation_ratio, 1.0);
+    vf_config_free(cfg);
+    cfg = NULL;
+    load_fails("nodes = ( { name = \"a\"; uri = \"test:///default\"; cpuAllocationRatio = 0; },\n"
+               "  { name = \"b\"; uri = \"test:///default\"; cpuAllocationRatio = \"2\"; } );\n",
+               "test.conf:1: nodes[0].cpuAllocationRatio: expected a number between 0.1 and 64 (e.g. "
+               "4.0: each CPU may be reserved four times), got the integer 0\n"
+               "test.conf:2: nodes[1].cpuAllocationRatio: expected a number between 0.1 and 64 (e.g. "
+               "4.0: each CPU may be reserved four times), got the string \"2\"");
+}
+END_TEST
+
 START_TEST(nodes_uri_and_labels)
 {
     load_fails("nodes = ( { name = \"a\"; uri = \"host1\"; url = \"x\";\n"
@@ -787,6 +806,7 @@ static Suite *config_suite(void)
     ADD_CASE(s, "nodes required fields", nodes_required_fields);
     ADD_CASE(s, "nodes names", nodes_names);
     ADD_CASE(s, "nodes uri and labels", nodes_uri_and_labels);
+    ADD_CASE(s, "nodes cpuAllocationRatio", nodes_cpu_allocation_ratio);
     ADD_CASE(s, "cidrs valid", cidrs_valid);
     ADD_CASE(s, "cidrs host bits", cidrs_host_bits);
     ADD_CASE(s, "cidrs overlap", cidrs_overlap);
