@@ -9,6 +9,7 @@
  * the field and the words that say why. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -464,6 +465,83 @@ START_TEST(test_convert_refusals)
 }
 END_TEST
 
+/* ---- growing input: converting while the file is still being written ------- */
+
+struct trickle {
+    int src, dst;                  /* copy src into dst 64 KiB at a time */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool finished;
+    unsigned waits;                /* times the converter had to wait */
+};
+
+static void *trickle_run(void *opaque)
+{
+    struct trickle *t = opaque;
+    char buf[64 << 10];
+    ssize_t n;
+    while ((n = read(t->src, buf, sizeof buf)) > 0) {
+        ck_assert_int_eq(write(t->dst, buf, (size_t)n), n);
+        pthread_mutex_lock(&t->lock);
+        pthread_cond_broadcast(&t->cond);
+        pthread_mutex_unlock(&t->lock);
+        usleep(2000);
+    }
+    pthread_mutex_lock(&t->lock);
+    t->finished = true;
+    pthread_cond_broadcast(&t->cond);
+    pthread_mutex_unlock(&t->lock);
+    return NULL;
+}
+
+static int trickle_await(void *opaque, uint64_t size, struct vf_error *err)
+{
+    struct trickle *t = opaque;
+    struct stat st;
+    (void)err;
+    pthread_mutex_lock(&t->lock);
+    t->waits++;
+    while (!t->finished && fstat(t->dst, &st) == 0 && (uint64_t)st.st_size <= size)
+        pthread_cond_wait(&t->cond, &t->lock);
+    bool finished = t->finished;
+    pthread_mutex_unlock(&t->lock);
+    return finished ? 0 : 1;
+}
+
+/* Compressed input is decoded as it arrives and gives what the finished file
+ * gives; a plain image is waited for whole. */
+START_TEST(test_convert_growing_input)
+{
+    static const char *const names[] = {"raw.img.xz", "raw.img.gz", "stream.vmdk.gz", "v3.qcow2"};
+    const char *name = names[_i];
+    struct trickle t = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    t.src = open_sample(name);
+    t.dst = open(path_of("growing.in"), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int out = open(path_of("growing.out"), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(t.dst, 0);
+    ck_assert_int_ge(out, 0);
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, trickle_run, &t), 0);
+    struct vf_image_options opts = {.await_input = trickle_await, .opaque = &t};
+    struct vf_image_info info;
+    struct vf_error err = {0};
+    int rc = vf_image_convert(t.dst, out, VF_IMAGE_FORMAT_RAW, &opts, &info, &err);
+    pthread_join(thread, NULL);
+    ck_assert_msg(rc == 0, "%s: %s", name, err.message);
+    struct stat st;
+    ck_assert_int_eq(fstat(t.dst, &st), 0);
+    ck_assert_uint_eq(info.actual_size, (uint64_t)st.st_size);
+    ck_assert_msg(t.waits > 0, "%s: the converter never waited for the writer", name);
+    close(t.src);
+    close(t.dst);
+    close(out);
+    char ref[128];
+    snprintf(ref, sizeof ref, "growing.ref");
+    ck_assert_int_eq(convert_to(name, ref, VF_IMAGE_FORMAT_RAW, 0, &err), 0);
+    sh("cmp %s %s", path_of("growing.out"), path_of(ref));
+}
+END_TEST
+
 START_TEST(test_bomb)
 {
     struct vf_error err;
@@ -544,6 +622,11 @@ static Suite *image_suite(void)
     tc = tcase_create("bomb");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_bomb);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("growing_input");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_convert_growing_input, 0, 4);
     suite_add_tcase(s, tc);
     return s;
 }

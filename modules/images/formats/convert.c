@@ -90,6 +90,10 @@ static int convert(int in_fd, int out_fd, enum vf_image_format out_format,
     if (out_format != VF_IMAGE_FORMAT_RAW && out_format != VF_IMAGE_FORMAT_QCOW2)
         return vf_error_set(err, -EINVAL, 400, VF_IMG_INVALID, "format", "output format %s is not "
                             "supported (raw or qcow2)", vf_image_format_name(out_format));
+    /* A growing input: its head decides whether it can be read as it comes. */
+    bool complete;
+    if ((rc = vf_img_await(opts, in_fd, VF_IMG_HEAD_SIZE, &complete, err)) < 0)
+        return rc;
     if (fstat(in_fd, &st) < 0)
         return vf_error_set(err, -errno, 500, VF_IMG_IOERROR, "file", "fstat: %s", strerror(errno));
     if (!S_ISREG(st.st_mode))
@@ -109,8 +113,18 @@ static int convert(int in_fd, int out_fd, enum vf_image_format out_format,
         return rc;
     info->format = format;
     info->compression = compression;
-    if (compression == VF_IMAGE_COMPRESSION_NONE)
+    if (compression == VF_IMAGE_COMPRESSION_NONE) {
+        /* Plain formats are read at random: wait for all of it. */
+        if (!complete) {
+            if ((rc = vf_img_await(opts, in_fd, UINT64_MAX, &complete, err)) < 0)
+                return rc;
+            if (fstat(in_fd, &st) < 0)
+                return vf_error_set(err, -errno, 500, VF_IMG_IOERROR, "file", "fstat: %s",
+                                    strerror(errno));
+            info->actual_size = info->unpacked_size = (uint64_t)st.st_size;
+        }
         return convert_plain(in_fd, info->actual_size, out_fd, out_format, opts, info, err);
+    }
 
     /* Raw content streams straight into the output, bounded by the quota. */
     vf_img_sink_init(&sink, out_fd, vf_img_quota(opts), 0, opts);
@@ -118,6 +132,8 @@ static int convert(int in_fd, int out_fd, enum vf_image_format out_format,
                        out_format == VF_IMAGE_FORMAT_RAW ? &sink : NULL, &u, err);
     if (rc < 0)
         return rc;
+    if (!complete && fstat(in_fd, &st) == 0)   /* read as it grew: its size is known now */
+        info->actual_size = (uint64_t)st.st_size;
     info->format = u.format;
     info->unpacked_size = u.size;
     if (u.scratch_fd >= 0) {

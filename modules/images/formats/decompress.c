@@ -22,10 +22,10 @@
  * streams that need more than the second (xz -9 needs ~65 MiB per thread).
  * Each decoding thread buffers a whole block, so the first limit is what keeps
  * the daemon's peak RSS bounded during an import (target: under 64 MiB in all):
- * 48 MiB decodes 4 MiB blocks on every core and falls back to one thread for
+ * 32 MiB decodes 4 MiB blocks on two cores and falls back to one thread for
  * files made with big blocks (xz -T0 -6 makes 24 MiB ones). */
 #define XZ_MAX_THREADS 8u
-#define XZ_MEMLIMIT_THREADING (48ULL << 20)
+#define XZ_MEMLIMIT_THREADING (32ULL << 20)
 #define XZ_MEMLIMIT_STOP (512ULL << 20)
 
 struct vf_img_decoder {
@@ -33,6 +33,8 @@ struct vf_img_decoder {
     enum vf_image_compression kind;
     uint64_t in_off;        /* next byte of the file to read */
     bool in_eof, done;
+    const struct vf_image_options *follow;  /* a growing input: wait at its end */
+    bool complete;          /* the growing input's writer has finished */
     uint8_t *in;
     z_stream z;
     lzma_stream x;
@@ -43,12 +45,22 @@ static int fill(struct vf_img_decoder *d, const uint8_t **next, size_t *avail, s
     ssize_t n;
     if (*avail || d->in_eof)
         return 0;
-    do
-        n = pread(d->fd, d->in, IN_BUF, (off_t)d->in_off);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return vf_error_set(err, -errno, 500, VF_IMG_IOERROR, "input", "reading compressed input at "
-                            "offset %llu: %s", (unsigned long long)d->in_off, strerror(errno));
+    for (;;) {
+        do
+            n = pread(d->fd, d->in, IN_BUF, (off_t)d->in_off);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+            return vf_error_set(err, -errno, 500, VF_IMG_IOERROR, "input", "reading compressed input "
+                                "at offset %llu: %s", (unsigned long long)d->in_off, strerror(errno));
+        if (n > 0 || !d->follow || d->complete)
+            break;
+        /* At the end of what has arrived: wait for more, then read again
+         * (also once after the writer finished, for its last bytes). */
+        int r = d->follow->await_input(d->follow->opaque, d->in_off, err);
+        if (r < 0)
+            return r;
+        d->complete = r == 0;
+    }
     if (n == 0)
         d->in_eof = true;
     d->in_off += (uint64_t)n;
@@ -178,6 +190,11 @@ ssize_t vf_img_decoder_read(struct vf_img_decoder *d, void *buf, size_t len, str
     if (len == 0)
         return 0;
     return d->kind == VF_IMAGE_COMPRESSION_GZIP ? gzip_read(d, buf, len, err) : xz_read(d, buf, len, err);
+}
+
+void vf_img_decoder_follow(struct vf_img_decoder *d, const struct vf_image_options *opts)
+{
+    d->follow = opts && opts->await_input ? opts : NULL;
 }
 
 void vf_img_decoder_free(struct vf_img_decoder *d)

@@ -4,6 +4,7 @@
  * only after the sizes it allocates for are validated. */
 #ifndef VF_IMAGE_FORMATS_INTERNAL_H
 #define VF_IMAGE_FORMATS_INTERNAL_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -87,6 +88,12 @@ int vf_img_decoder_open(int fd, enum vf_image_compression compression,
 /* Up to len bytes; 0 at the end of the (last) stream; -errno with *err. */
 ssize_t vf_img_decoder_read(struct vf_img_decoder *d, void *buf, size_t len, struct vf_error *err);
 void vf_img_decoder_free(struct vf_img_decoder *d);
+/* Let the decoder wait for a growing input (opts->await_input) at its end. */
+void vf_img_decoder_follow(struct vf_img_decoder *d, const struct vf_image_options *opts);
+/* Growing input: wait until fd holds at least `want` bytes or is complete
+ * (then *complete is set).  Without opts->await_input the input is complete. */
+int vf_img_await(const struct vf_image_options *opts, int fd, uint64_t want, bool *complete,
+                 struct vf_error *err);
 
 /* Compressed input, unpacked in one pass (see inspect.c).  The inner format
  * is detected on the first bytes.  Raw and ISO content goes to raw_sink when

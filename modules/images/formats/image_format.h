@@ -55,11 +55,22 @@ struct vf_image_info {
  * the expected total (0 when not known yet).  Called at most every few MiB. */
 typedef void (*vf_image_progress_fn)(void *opaque, uint64_t done, uint64_t total);
 
+/* For an input file that is still being written (an import converting while
+ * it downloads): called, from the converting thread, when a read reaches the
+ * end of what the file holds (`size` bytes).  Blocks until the file holds more
+ * (return 1) or the writer has finished, so the end is final (return 0), or
+ * gives up (a negative errno with *err filled). */
+typedef int (*vf_image_await_fn)(void *opaque, uint64_t size, struct vf_error *err);
+
 struct vf_image_options {
     uint64_t quota;             /* at most this many bytes unpacked or written; 0: default */
     const char *scratch_dir;    /* for unpacking compressed qcow2/VMDK/VDI; NULL: $TMPDIR, else /var/tmp */
     vf_image_progress_fn progress;
     void *opaque;
+    /* NULL: the input is complete.  Else vf_image_convert reads a compressed
+     * input as it grows (one pass with the download) and waits for the whole
+     * of an uncompressed one (its tables may be anywhere). */
+    vf_image_await_fn await_input;
 };
 
 /* Detect and validate the image open on fd (read with pread; the offset is not

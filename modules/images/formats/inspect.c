@@ -77,8 +77,10 @@ int vf_img_unpack(int fd, enum vf_image_compression compression, const struct vf
         rc = vf_error_set(err, -ENOMEM, 500, VF_IMG_IOERROR, "compression", "out of memory");
         goto out;
     }
-    if ((rc = vf_img_decoder_open(fd, compression, &d, err)) < 0 ||
-        (rc = read_head(d, head, &head_len, err)) < 0 ||
+    if ((rc = vf_img_decoder_open(fd, compression, &d, err)) < 0)
+        goto out;
+    vf_img_decoder_follow(d, opts);
+    if ((rc = read_head(d, head, &head_len, err)) < 0 ||
         (rc = vf_img_detect(head, head_len, &u->format, &inner, err)) < 0)
         goto out;
     if (inner != VF_IMAGE_COMPRESSION_NONE) {

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "formats_internal.h"
 
@@ -150,4 +151,22 @@ int vf_img_scratch_open(const struct vf_image_options *opts, struct vf_error *er
         return vf_error_set(err, -errno, 500, VF_IMG_IOERROR, "scratch", "cannot create a scratch "
                             "file in \"%s\": %s", dir, strerror(errno));
     return fd;
+}
+
+int vf_img_await(const struct vf_image_options *opts, int fd, uint64_t want, bool *complete,
+                 struct vf_error *err)
+{
+    struct stat st;
+    *complete = !opts || !opts->await_input;
+    while (!*complete) {
+        if (fstat(fd, &st) < 0)
+            return vf_error_set(err, -errno, 500, VF_IMG_IOERROR, "file", "fstat: %s", strerror(errno));
+        if ((uint64_t)st.st_size >= want)
+            return 0;
+        int r = opts->await_input(opts->opaque, (uint64_t)st.st_size, err);
+        if (r < 0)
+            return r;
+        *complete = r == 0;
+    }
+    return 0;
 }

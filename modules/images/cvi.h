@@ -1,0 +1,65 @@
+/* ClusterVirtualImage: the kind and its controller (cvi.c), and the images
+ * module's state shared with module.c. */
+#ifndef VF_IMAGES_CVI_H
+#define VF_IMAGES_CVI_H
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <virtfleet/module.h>
+#include "image_store.h"
+#include "upload.h"
+
+#define VF_CVI_KIND "ClusterVirtualImage"
+#define VF_CVI_FINALIZER "virtfleet.io/image-cleanup"
+
+/* Settings in force (module.c fills them from the checked settings). */
+struct vf_images_settings {
+    char store_path[2048];
+    uint64_t quota;
+    char listen[256];
+    char external_url[1024];     /* base of imageUploadURLs.external; "" : the listener's own */
+    int64_t upload_timeout_ms;
+    int max_retries;
+    int stall_timeout_s;
+    struct json_object *insecure_registries; /* array of "host[:port]" talked to over plain HTTP */
+};
+
+struct cvi_rec;
+
+/* The module's state.  Reference counted: workers' jobs and the upload
+ * listener's hand-overs may still arrive after stop(), and find it marked
+ * stopped instead of freed. */
+struct vf_images {
+    struct vf_module_ctx *ctx;
+    const struct vf_core *core;
+    atomic_int refs;
+    bool stopped;
+    struct vf_images_settings set;
+    struct vf_dvcr dvcr;
+    struct vf_upload_server *upload;
+    struct cvi_rec *recs;
+    struct vf_watch *cvi_watch, *vm_watch;
+    int timer;
+};
+
+void vf_images_ref(struct vf_images *im);
+void vf_images_unref(struct vf_images *im);
+
+/* Register the kind (once per start), watch images and VMs, resume imports. */
+int vf_cvi_start(struct vf_images *im);
+/* Cancel running imports (their downloads are kept for a resumed import) and
+ * forget every record. */
+void vf_cvi_stop(struct vf_images *im);
+/* The upload listener's hand-over (any thread). */
+void vf_cvi_upload_done(void *opaque, struct vf_upload_outcome *outcome);
+/* New settings applied live (quota, timeouts, URLs): imports already
+ * running keep the limits they started with. */
+void vf_cvi_settings_changed(struct vf_images *im);
+
+/* Exposed for the unit test: validation of a ClusterVirtualImage spec as the
+ * kind's validate hook does it (old: the stored object or NULL). */
+int vf_cvi_validate(struct vf_module_ctx *ctx, const struct json_object *old,
+                    struct json_object *obj, struct vf_error *err);
+/* "285.3Mi": bytes with a binary unit and one decimal. */
+void vf_cvi_human_size(uint64_t bytes, char *buf, size_t len);
+#endif

@@ -1,0 +1,326 @@
+#include <config.h>
+/* ClusterVirtualImage, the import job: what a worker thread does for one image.
+ * Fetch (HTTP, registry) or take the uploaded file, hash it, choose the output
+ * format, validate and convert into the image store, publish atomically.  No
+ * core service is called from here: the results go back in the job, which
+ * job_done() (cvi.c) reads on the loop thread. */
+#include "cvi_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <openssl/evp.h>
+
+void vf_cvi_job_free(struct import_job *j)
+{
+    free(j->url);
+    free(j->checksum);
+    free(j->ca_pem);
+    free(j->image);
+    free(j->copy_from);
+    free(j);
+}
+
+static void on_fetch_progress(void *opaque, uint64_t done, uint64_t total)
+{
+    struct import_job *j = opaque;
+    /* Fewer bytes than before: the fetcher started over (the server would not
+     * resume), so what a converter read meanwhile is void. */
+    if (done < atomic_load(&j->done_bytes))
+        atomic_fetch_add(&j->restarts, 1);
+    atomic_store(&j->done_bytes, done);
+    atomic_store(&j->total_bytes, total);
+}
+
+static void on_convert_progress(void *opaque, uint64_t done, uint64_t total)
+{
+    (void)done;
+    (void)total;
+    struct import_job *j = opaque;
+    atomic_store(&j->converting, true);
+}
+
+/* sha256 and md5 of the whole file (an upload: nobody hashed it on the way). */
+static int hash_file(int fd, struct vf_fetch_result *res, struct vf_error *err)
+{
+    EVP_MD_CTX *sha = EVP_MD_CTX_new(), *md5 = EVP_MD_CTX_new();
+    unsigned char *buf = malloc(1 << 20);
+    int rc = 0;
+    if (!sha || !md5 || !buf || !EVP_DigestInit_ex(sha, EVP_sha256(), NULL) ||
+        !EVP_DigestInit_ex(md5, EVP_md5(), NULL)) {
+        rc = vf_error_set(err, -ENOMEM, 500, "IOError", "", "cannot set up hashing");
+        goto out;
+    }
+    res->bytes = 0;
+    for (;;) {
+        ssize_t n = pread(fd, buf, 1 << 20, (off_t)res->bytes);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = vf_error_set(err, -errno, 500, "IOError", "", "reading the upload: %s",
+                              strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        EVP_DigestUpdate(sha, buf, (size_t)n);
+        EVP_DigestUpdate(md5, buf, (size_t)n);
+        res->bytes += (uint64_t)n;
+    }
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int dl = 0;
+    EVP_DigestFinal_ex(sha, d, &dl);
+    for (unsigned i = 0; i < dl && i < 32; i++)
+        snprintf(res->sha256 + 2 * i, 3, "%02x", d[i]);
+    EVP_DigestFinal_ex(md5, d, &dl);
+    for (unsigned i = 0; i < dl && i < 16; i++)
+        snprintf(res->md5 + 2 * i, 3, "%02x", d[i]);
+out:
+    EVP_MD_CTX_free(sha);
+    EVP_MD_CTX_free(md5);
+    free(buf);
+    return rc;
+}
+
+/* Output format by content: qcow2 stays qcow2, everything else becomes raw.
+ * Uncompressed input is inspected (headers only, cheap); compressed input
+ * would have to be unpacked twice to know, so it is stored as raw. */
+static int choose_format(struct import_job *j, int fd, const struct vf_image_options *opts,
+                         enum vf_image_format *fmt)
+{
+    static const unsigned char gz[] = {0x1f, 0x8b}, xz[] = {0xfd, '7', 'z', 'X', 'Z', 0};
+    unsigned char head[6] = {0};
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    *fmt = VF_IMAGE_FORMAT_RAW;
+    if (n >= 2 && (!memcmp(head, gz, 2) || (n == 6 && !memcmp(head, xz, 6))))
+        return 0;
+    struct vf_image_info info;
+    int rc = vf_image_inspect(fd, opts, &info, &j->err);
+    if (rc == 0 && info.format == VF_IMAGE_FORMAT_QCOW2)
+        *fmt = VF_IMAGE_FORMAT_QCOW2;
+    return rc;
+}
+
+/* Into err, not j->err: the fetch may run beside a converter. */
+static int run_fetch(struct import_job *j, int fd, struct vf_error *err)
+{
+    struct vf_fetch_common common = {
+        .ca_bundle_pem = j->ca_pem,
+        .max_bytes = j->room,
+        .stall_timeout_s = j->stall_timeout_s,
+        .max_retries = j->max_retries,
+        .cancel = &j->cancel,
+        .progress = on_fetch_progress,
+        .opaque = j,
+    };
+    if (j->src == SRC_HTTP) {
+        struct vf_fetch_http req = {.url = j->url, .checksum = j->checksum};
+        return vf_fetch_http_run(&req, &common, fd, &j->fetch, err);
+    }
+    if (j->src == SRC_REGISTRY) {
+        /* A pull starts over (the fetcher truncates fd); its layer blob waits
+         * in the store's scratch area while its digest is checked. */
+        char scratch[4096];
+        snprintf(scratch, sizeof scratch, "%s/tmp", j->dvcr.root);
+        struct vf_fetch_registry req = {.image = j->image, .plain_http = j->plain_http,
+                                        .scratch_dir = scratch};
+        return vf_fetch_registry_run(&req, &common, fd, &j->fetch, j->disk_name,
+                                     sizeof j->disk_name, err);
+    }
+    int rc = hash_file(fd, &j->fetch, err);
+    atomic_store(&j->done_bytes, j->fetch.bytes);
+    atomic_store(&j->total_bytes, j->fetch.bytes);
+    return rc;
+}
+
+/* ---- converting while downloading ---------------------------------------------
+ * A compressed download is decoded as it arrives (the way `curl | xz -dc`
+ * overlaps the two): the fetch runs on a thread of its own and the converter
+ * waits at the end of the growing file.  Plain formats are read at random, so
+ * the converter waits for all of them; a fetch that starts over voids what was
+ * converted, which is then converted again from the finished file. */
+
+struct follow {
+    struct import_job *j;
+    int fd;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool finished;                 /* the fetch returned: rc, err final */
+    int rc;
+    struct vf_error err;
+};
+
+static void *fetch_thread(void *opaque)
+{
+    struct follow *f = opaque;
+    struct vf_error err = {0};
+    int rc = run_fetch(f->j, f->fd, &err);
+    pthread_mutex_lock(&f->lock);
+    f->rc = rc;
+    f->err = err;
+    f->finished = true;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+    return NULL;
+}
+
+/* vf_image_await_fn: polls the file's size (the fetcher reports progress only
+ * every 256 KiB) and wakes at once when the fetch ends. */
+static int follow_await(void *opaque, uint64_t size, struct vf_error *err)
+{
+    struct follow *f = opaque;
+    struct stat st;
+    int r = 1;
+    pthread_mutex_lock(&f->lock);
+    for (;;) {
+        if (atomic_load(&f->j->cancel)) {
+            r = vf_error_set(err, -ECANCELED, 409, "Canceled", "", "the import was canceled");
+            break;
+        }
+        if (fstat(f->fd, &st) == 0 && (uint64_t)st.st_size > size)
+            break;
+        if (f->finished) {
+            r = f->rc < 0 ? vf_error_set(err, -EIO, 502, "FetchFailed", "", "the download failed")
+                          : 0;
+            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&f->cond, &f->lock, &ts);
+    }
+    pthread_mutex_unlock(&f->lock);
+    return r;
+}
+
+static bool compressed_head(const unsigned char *head, ssize_t n)
+{
+    static const unsigned char gz[] = {0x1f, 0x8b}, xz[] = {0xfd, '7', 'z', 'X', 'Z', 0};
+    return n >= 2 && (!memcmp(head, gz, 2) || (n == 6 && !memcmp(head, xz, 6)));
+}
+
+/* Fetch into fd (fresh and empty) while converting a compressed download into
+ * out as it grows.  *converted: out holds the result (else convert after). */
+static int fetch_and_convert(struct import_job *j, int fd, int out, const struct vf_image_options *base,
+                             bool *converted)
+{
+    struct follow f = {.j = j, .fd = fd, .lock = PTHREAD_MUTEX_INITIALIZER,
+                       .cond = PTHREAD_COND_INITIALIZER};
+    pthread_t thread;
+    *converted = false;
+    int rc = pthread_create(&thread, NULL, fetch_thread, &f);
+    if (rc)
+        return run_fetch(j, fd, &j->err);   /* no thread: one after the other */
+
+    unsigned char head[6] = {0};
+    struct vf_error err = {0};
+    int crc = follow_await(&f, sizeof head - 1, &err);
+    ssize_t n = crc < 0 ? -1 : pread(fd, head, sizeof head, 0);
+    bool streamed = n > 0 && compressed_head(head, n);
+    unsigned restarts = atomic_load(&j->restarts);
+    if (streamed) {
+        struct vf_image_options opts = *base;
+        opts.progress = NULL;               /* the download's progress is the one shown */
+        opts.await_input = follow_await;
+        opts.opaque = &f;
+        crc = vf_image_convert(fd, out, VF_IMAGE_FORMAT_RAW, &opts, &j->info, &err);
+    }
+    pthread_join(thread, NULL);
+    if (f.rc < 0) {                         /* the download failed: that is the reason */
+        j->err = f.err;
+        return f.rc;
+    }
+    if (!streamed || atomic_load(&j->restarts) != restarts || crc == -ECANCELED)
+        return 0;                           /* converted after, from the finished file */
+    if (crc < 0) {                          /* the content itself was refused */
+        j->err = err;
+        return crc;
+    }
+    *converted = true;
+    return 0;
+}
+
+static int run_import(struct import_job *j)
+{
+    char dl[4096], outp[4096], scratch[4096];
+    struct stat st;
+    int rc;
+    if (j->src == SRC_COPY) {
+        rc = vf_dvcr_copy(&j->dvcr, j->copy_from, j->uid, j->copy_format, j->final,
+                          sizeof j->final, &j->err);
+        if (rc == 0 && stat(j->final, &st) == 0)
+            j->stored_bytes = (uint64_t)st.st_blocks * 512;
+        snprintf(j->format, sizeof j->format, "%s", j->copy_format);
+        return rc;
+    }
+    if (vf_dvcr_path(&j->dvcr, j->uid, VF_DVCR_DOWNLOAD, dl, sizeof dl) < 0 ||
+        vf_dvcr_path(&j->dvcr, j->uid, VF_DVCR_OUT, outp, sizeof outp) < 0)
+        return vf_error_set(&j->err, -ENAMETOOLONG, 500, "IOError", "", "bad image store path");
+    int fd = open(dl, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return vf_error_set(&j->err, -errno, 500, "IOError", "", "open \"%s\": %s", dl,
+                            strerror(errno));
+    snprintf(scratch, sizeof scratch, "%s/tmp", j->dvcr.root);
+    struct vf_image_options opts = {
+        .quota = j->room,
+        .scratch_dir = scratch,
+        .progress = on_convert_progress,
+        .opaque = j,
+    };
+    int out = open(outp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out < 0) {
+        close(fd);
+        return vf_error_set(&j->err, -errno, 500, "IOError", "", "create \"%s\": %s", outp,
+                            strerror(errno));
+    }
+    /* A fresh HTTP download may be converted as it arrives; a resumed one
+     * (its prefix is already here) and the others are converted after. */
+    bool converted = false;
+    if (j->src == SRC_HTTP && fstat(fd, &st) == 0 && st.st_size == 0)
+        rc = fetch_and_convert(j, fd, out, &opts, &converted);
+    else
+        rc = run_fetch(j, fd, &j->err);
+    if (rc == 0 && atomic_load(&j->cancel))
+        rc = -ECANCELED;
+    atomic_store(&j->converting, true);
+    enum vf_image_format fmt = VF_IMAGE_FORMAT_RAW;
+    if (rc == 0 && !converted) {
+        rc = choose_format(j, fd, &opts, &fmt);
+        if (rc == 0)
+            rc = vf_image_convert(fd, out, fmt, &opts, &j->info, &j->err);
+    }
+    close(fd);
+    if (rc == 0 && atomic_load(&j->cancel))
+        rc = -ECANCELED;
+    if (rc == 0) {
+        snprintf(j->format, sizeof j->format, "%s", vf_image_format_name(fmt));
+        rc = vf_dvcr_publish(&j->dvcr, j->uid, out, j->format, j->final, sizeof j->final, &j->err);
+    }
+    if (rc == 0 && fstat(out, &st) == 0)
+        j->stored_bytes = (uint64_t)st.st_blocks * 512;
+    if (out >= 0)
+        close(out);
+    if (rc == 0)
+        unlink(dl);
+    else
+        unlink(outp);
+    return rc;
+}
+
+void vf_cvi_job_run(void *opaque)
+{
+    struct import_job *j = opaque;
+    j->rc = run_import(j);
+    if (j->rc == -ECANCELED)
+        vf_error_set(&j->err, -ECANCELED, 409, "Canceled", "", "the import was canceled");
+}

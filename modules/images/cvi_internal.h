@@ -1,0 +1,88 @@
+/* What the parts of ClusterVirtualImage share: the kind (cvi_kind.c), the
+ * worker-side import job (cvi_import.c) and the controller (cvi.c).  Private
+ * to them; cvi.h is what module.c sees. */
+#ifndef VF_IMAGES_CVI_INTERNAL_H
+#define VF_IMAGES_CVI_INTERNAL_H
+#include "cvi.h"
+#include "import/fetch.h"
+#include "formats/image_format.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+#include <json-c/json.h>
+
+#define MSG_MAX 768
+
+enum source { SRC_HTTP, SRC_REGISTRY, SRC_UPLOAD, SRC_COPY };
+
+/* One import.  Made by the controller (job_start in cvi.c), run by a worker
+ * (vf_cvi_job_run), handed back to the loop (job_done in cvi.c), which frees
+ * it.  Only the atomics are touched by both threads while it runs. */
+struct import_job {
+    struct vf_images *im;          /* holds a reference */
+    char name[256], uid[64];
+    int64_t generation;
+    enum source src;
+    char *url, *checksum, *ca_pem, *image, *copy_from;
+    char copy_format[8];
+    bool plain_http;
+    struct vf_dvcr dvcr;           /* a copy: the module may restart meanwhile */
+    uint64_t room;
+    int max_retries, stall_timeout_s;
+    atomic_bool cancel;
+    _Atomic uint64_t done_bytes, total_bytes;
+    atomic_uint restarts;          /* times the fetch started over (see cvi_import.c) */
+    atomic_bool converting;
+    /* Results, read by done() on the loop thread. */
+    int rc;
+    struct vf_error err;
+    struct vf_image_info info;
+    struct vf_fetch_result fetch;
+    char disk_name[256];           /* a registry image's file under /disk/ */
+    char format[8];
+    char final[4096];
+    uint64_t stored_bytes;
+    struct import_job *next;       /* in jobs_in_flight */
+};
+
+/* ---- small JSON helpers ------------------------------------------------------- */
+
+static inline struct json_object *member(const struct json_object *o, const char *key)
+{
+    struct json_object *v = NULL;
+    if (!o || !json_object_is_type(o, json_type_object) ||
+        !json_object_object_get_ex(o, key, &v))
+        return NULL;
+    return v;
+}
+
+static inline const char *string(const struct json_object *o, const char *key)
+{
+    struct json_object *v = member(o, key);
+    return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
+static inline bool str_eq(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+/* ---- the kind (cvi_kind.c) ------------------------------------------------------ */
+
+extern const struct vf_kind vf_cvi_kind;
+
+/* The checksum as the fetcher wants it ("sha256:<hex>"), into buf ("" when c
+ * is NULL).  The spec may say "sha256:<hex>", "md5:<hex>" or { sha256: <hex> }
+ * / { md5: <hex> }. */
+int vf_cvi_checksum_of(const struct json_object *c, char *buf, size_t len, struct vf_error *err);
+/* The CA bundle as PEM into *out (free() it; NULL when ca is empty), given as
+ * PEM text or base64 of it (as the seeds' CRDs); field names it in errors. */
+int vf_cvi_ca_pem_of(const char *ca, const char *field, char **out, struct vf_error *err);
+
+/* ---- the import job (cvi_import.c, on a worker thread) ---------------------------- */
+
+/* The job_submit work function: fills j->rc, j->err and the results. */
+void vf_cvi_job_run(void *opaque);
+void vf_cvi_job_free(struct import_job *j);
+#endif
