@@ -8,8 +8,9 @@
  * verbatim is a Discovery class's baseline <cpu>, which libvirt itself
  * computed; it is checked to be a single <cpu> element first.
  *
- * Disks (spec.blockDeviceRefs) are not written here: the images module owns
- * the volumes behind them and adds the <disk> elements when it attaches them. */
+ * Disks come resolved (vm_disks.c turns spec.blockDeviceRefs into files on
+ * the node): virtio disks vda, vdb, ... and SATA CD-ROMs sda, sdb, ..., each
+ * numbered in boot order as the refs are listed. */
 #include "domain_xml.h"
 #include "json_util.h"
 #include "quantity.h"
@@ -434,8 +435,55 @@ static void append_cputune(struct buf *b, const struct vm_facts *f)
     buf_add(b, "  </cputune>\n");
 }
 
+/* The disks, checked first so that an error names the one at fault. */
+static int check_disks(const struct vf_domain_xml_options *opts, const char *vm,
+                       struct vf_error *err)
+{
+    size_t n_disk = 0, n_cdrom = 0;
+    for (size_t i = 0; i < opts->n_disks; i++) {
+        const struct vf_domain_disk *d = &opts->disks[i];
+        if (!d->path || d->path[0] != '/' || !check_text(d->path))
+            return vf_error_set(err, -EINVAL, 400, "Invalid", "spec.blockDeviceRefs",
+                                "VM \"%s\": spec.blockDeviceRefs[%zu]: the disk has no absolute "
+                                "file path", vm, i);
+        if (!d->format || (strcmp(d->format, "raw") && strcmp(d->format, "qcow2")))
+            return vf_error_set(err, -EINVAL, 400, "Invalid", "spec.blockDeviceRefs",
+                                "VM \"%s\": spec.blockDeviceRefs[%zu]: format \"%.16s\" is "
+                                "neither raw nor qcow2", vm, i, d->format ? d->format : "");
+        /* vda..vdz and sda..sdz: far more than the schema's 16 refs. */
+        if ((d->cdrom ? ++n_cdrom : ++n_disk) > 26)
+            return vf_error_set(err, -EINVAL, 400, "Invalid", "spec.blockDeviceRefs",
+                                "VM \"%s\": more than 26 disks of one kind", vm);
+    }
+    return 0;
+}
+
+static void append_disks(struct buf *b, const struct vf_domain_xml_options *opts, bool kernel)
+{
+    size_t n_disk = 0, n_cdrom = 0;
+    for (size_t i = 0; i < opts->n_disks; i++) {
+        const struct vf_domain_disk *d = &opts->disks[i];
+        char dev[8];
+        if (d->cdrom)
+            snprintf(dev, sizeof dev, "sd%c", (char)('a' + n_cdrom++));
+        else
+            snprintf(dev, sizeof dev, "vd%c", (char)('a' + n_disk++));
+        buf_addf(b, "    <disk type='file' device='%s'>\n"
+                    "      <driver name='qemu' type='%s'/>\n      <source file='",
+                 d->cdrom ? "cdrom" : "disk", d->format);
+        xml_escape(b, d->path);
+        buf_addf(b, "'/>\n      <target dev='%s' bus='%s'/>\n", dev, d->cdrom ? "sata" : "virtio");
+        if (d->cdrom || d->readonly)
+            buf_add(b, "      <readonly/>\n");
+        /* A direct kernel boot needs no boot device. */
+        if (!kernel)
+            buf_addf(b, "      <boot order='%zu'/>\n", i + 1);
+        buf_add(b, "    </disk>\n");
+    }
+}
+
 static void append_devices(struct buf *b, const struct vf_domain_xml_options *opts,
-                           const char *mac)
+                           const char *mac, bool kernel)
 {
     buf_add(b, "  <devices>\n");
     if (opts->emulator) {
@@ -443,6 +491,7 @@ static void append_devices(struct buf *b, const struct vf_domain_xml_options *op
         xml_escape(b, opts->emulator);
         buf_add(b, "</emulator>\n");
     }
+    append_disks(b, opts, kernel);
     if (opts->network) {
         buf_add(b, "    <interface type='network'>\n      <source network='");
         xml_escape(b, opts->network);
@@ -480,6 +529,8 @@ int vf_domain_xml(const struct json_object *vm, const struct json_object *vmclas
         return vf_error_set(err, -EINVAL, 400, "Invalid", "",
                             "VM \"%s\": network or emulator name has control characters",
                             f.name);
+    if ((rc = check_disks(opts, f.name, err)) < 0)
+        return rc;
     if (opts->mac)
         snprintf(mac, sizeof mac, "%s", opts->mac);
     else
@@ -509,7 +560,7 @@ int vf_domain_xml(const struct json_object *vm, const struct json_object *vmclas
                 "  <on_poweroff>destroy</on_poweroff>\n"
                 "  <on_reboot>restart</on_reboot>\n"
                 "  <on_crash>destroy</on_crash>\n");
-    append_devices(&b, opts, mac);
+    append_devices(&b, opts, mac, f.kernel != NULL);
     buf_add(&b, "</domain>\n");
     return buf_finish(&b, xml, err);
 }

@@ -7,11 +7,20 @@
  * domains it manages (others on the host are left alone). */
 #ifndef VF_DOMAIN_XML_H
 #define VF_DOMAIN_XML_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <json-c/json.h>
 #include <virtfleet/module.h>
 
 #define VF_DOMAIN_XMLNS "https://virtfleet.io/xmlns/domain/1"
+
+/* A disk of the VM (spec.blockDeviceRefs, resolved by vm_disks.c), in boot order. */
+struct vf_domain_disk {
+    const char *path;            /* the file on the node */
+    const char *format;          /* "raw" or "qcow2" */
+    bool cdrom;                  /* a CD-ROM on SATA (always read-only); else a virtio disk */
+    bool readonly;
+};
 
 struct vf_domain_xml_options {
     const char *domain_type;     /* "kvm", "qemu" (TCG) or "test" (libvirt's test driver) */
@@ -20,6 +29,8 @@ struct vf_domain_xml_options {
     const char *mac;             /* NIC MAC, or NULL: derived from the VM uid */
     /* Discovery classes: the computed baseline <cpu> XML (status of the class), or NULL. */
     const char *baseline_cpu_xml;
+    const struct vf_domain_disk *disks;   /* n_disks of them, or NULL */
+    size_t n_disks;
 };
 
 /* *xml: a new string (free()).  Errors name the field: a class of type Model

@@ -33,6 +33,7 @@ enum reason {
     R_EXCLUDED,
     R_NOT_READY,
     R_CORDONED,
+    R_DISK_NODE,
     R_CLASS_SELECTOR,
     R_VM_SELECTOR,
     R_NODE_AFFINITY,
@@ -48,6 +49,7 @@ static const char *const reason_names[R_COUNT] = {
     [R_EXCLUDED] = "excluded",
     [R_NOT_READY] = "NotReady",
     [R_CORDONED] = "cordoned",
+    [R_DISK_NODE] = "local disks elsewhere",
     [R_CLASS_SELECTOR] = "class nodeSelector",
     [R_VM_SELECTOR] = "VM nodeSelector",
     [R_NODE_AFFINITY] = "node affinity",
@@ -401,6 +403,8 @@ static bool check_state(const struct decision *d, const struct vf_placement_node
         v->reason = R_NOT_READY;
     else if (node->unschedulable)
         v->reason = R_CORDONED;
+    else if (d->req->only_node && strcmp(d->req->only_node, node->name) != 0)
+        v->reason = R_DISK_NODE;
     return v->reason == R_OK;
 }
 
@@ -511,6 +515,9 @@ static void explain_node(const struct decision *d, const struct vf_placement_nod
                    label_value(node->labels, t->topology));
         else
             append(buf, len, used, "affinity: no VM with %s runs there", t->desc);
+        break;
+    case R_DISK_NODE:
+        append(buf, len, used, "the VM's local disks are on node %s", d->req->only_node);
         break;
     case R_CPU:
         free_amount = node->cpu_capacity_millis - v->cpu_reserved;

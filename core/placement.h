@@ -2,7 +2,8 @@
  * its inputs (the controller gathers them from the store), so it is cheap to
  * test and to benchmark, and it explains every refusal.
  *
- * Filters, in order: node Ready, not cordoned (spec.unschedulable), the class's
+ * Filters, in order: node Ready, not cordoned (spec.unschedulable), the node
+ * of the VM's local disks (when it has any), the class's
  * spec.nodeSelector, the VM's spec.nodeSelector, the VM's affinity rules
  * (required anti-affinity / affinity to VMs by labels, per node), free CPU
  * (reserved = sum over VMs placed on the node of cores x coreFraction, in
@@ -46,6 +47,7 @@ struct vf_placement_request {
     const struct json_object *vm_node_selector; /* VM spec.nodeSelector (map) or NULL */
     const struct json_object *affinity;         /* VM spec.affinity or NULL, see below */
     const char *exclude_node;                   /* e.g. the source of a migration, or NULL */
+    const char *only_node;                      /* the node of the VM's local disks, or NULL */
 };
 /* spec.affinity, a subset of Kubernetes' shape:
  *   { "virtualMachineAndPodAntiAffinity": { "requiredDuringSchedulingIgnoredDuringExecution":

@@ -1,10 +1,11 @@
 /* The VirtualMachine controller.  It owns, in each VM's status: phase, node,
  * ipAddress, class, observedGeneration, lastOperation, requestedState and the
- * conditions ClassReady, IPAddressReady, Running, NodeReady and
- * DomainConflict (other controllers' fields are kept: every write re-reads the
- * VM).  It watches VirtualMachines, Nodes and VirtualMachineClasses in the
- * store, and listens to the cluster for node connections and domain
- * lifecycle events.
+ * conditions ClassReady, IPAddressReady, DisksReady, Migratable, Running,
+ * NodeReady and DomainConflict (other controllers' fields are kept: every
+ * write re-reads the VM).  It watches VirtualMachines, Nodes and
+ * VirtualMachineClasses in the store (and VirtualDisks and
+ * ClusterVirtualImages, for VMs waiting for their disks: vm_disks.c), and
+ * listens to the cluster for node connections and domain lifecycle events.
  *
  * Level-triggered: each pass compares what the store says (phase, node) with
  * what is known of the domain (from node scans, lifecycle events and the
@@ -31,6 +32,7 @@
 #include "vms_internal.h"
 #include "cluster.h"
 #include "domain_xml.h"
+#include "vm_disks.h"
 #include "ipam.h"
 #include "log.h"
 #include "loop.h"
@@ -128,7 +130,7 @@ struct place_ctx {
 static struct {
     bool started;
     struct vf_store *store;
-    struct vf_store_watch *vm_watch, *node_watch, *class_watch;
+    struct vf_store_watch *vm_watch, *node_watch, *class_watch, *disk_watch, *image_watch;
     struct vf_ipam *ipam;
     struct node_rec *nodes;
     struct vm_rec *vms;
@@ -676,6 +678,44 @@ static bool all_up_nodes_scanned(void)
     return true;
 }
 
+/* The VM's disks (spec.blockDeviceRefs, see vm_disks.h).  false: it waits,
+ * with DisksReady False and the Running condition saying why.  true: *disks
+ * filled (vf_vm_disks_free), DisksReady True, and Migratable saying whether
+ * moving the VM copies its storage (BlockMigration: a disk is in a pool only
+ * its node sees) or not.  A VM without disks carries neither condition. */
+static bool disks_resolve(struct vm_rec *v, const struct json_object *obj,
+                          struct json_object *status, struct vf_vm_disks *disks)
+{
+    char reason[64], msg[MSG_MAX];
+    int rc = vf_vm_disks_resolve(obj, disks, reason, sizeof reason, msg, sizeof msg);
+    if (rc < 0) {
+        const struct json_object *old = vf_vms_condition(status, "DisksReady");
+        if (!old || !str_eq(string(old, "message"), msg))
+            vf_log_info("vm \"%s\": pending: %s", v->name, msg);
+        vf_vms_condition_set(status, "DisksReady", "False", reason, msg);
+        vf_vms_condition_set(status, "Running", "False",
+                             rc == -EINVAL ? "InvalidConfiguration" : "DisksNotReady", msg);
+        return false;
+    }
+    if (disks->n == 0) {
+        vf_vms_condition_remove(status, "DisksReady");
+        vf_vms_condition_remove(status, "Migratable");
+        return true;
+    }
+    snprintf(msg, sizeof msg, "%zu disk%s ready", disks->n, disks->n == 1 ? "" : "s");
+    vf_vms_condition_set(status, "DisksReady", "True", "Ready", msg);
+    if (disks->local) {
+        snprintf(msg, sizeof msg, "a disk is in a storage pool only node \"%s\" sees: moving "
+                 "the VM copies it (BlockMigration)", disks->node);
+        vf_vms_condition_set(status, "Migratable", "True", "NonSharedDisks", msg);
+    } else {
+        vf_vms_condition_set(status, "Migratable", "True", "SharedStorage",
+                             "every disk is on shared storage: moving the VM copies memory only "
+                             "(LiveMigration)");
+    }
+    return true;
+}
+
 /* Choose a node, build the domain, and set phase Starting there.  Returns
  * ACT_START with the XML, or ACT_NONE with the conditions saying why not. */
 static struct action place(struct vm_rec *v, const struct json_object *obj,
@@ -711,7 +751,13 @@ static struct action place(struct vm_rec *v, const struct json_object *obj,
     snprintf(msg, sizeof msg, "VirtualMachineClass \"%s\" is ready", class_name);
     vf_vms_condition_set(status, "ClassReady", "True", "Ready", msg);
 
+    struct vf_vm_disks disks;
+    if (!disks_resolve(v, obj, status, &disks)) {
+        json_object_put(vmclass);
+        return a;
+    }
     if (place_build() < 0) {
+        vf_vm_disks_free(&disks);
         json_object_put(vmclass);
         return a;
     }
@@ -723,6 +769,7 @@ static struct action place(struct vm_rec *v, const struct json_object *obj,
         .class_selector = member(member(vmclass, "spec"), "nodeSelector"),
         .vm_node_selector = member(spec, "nodeSelector"),
         .affinity = member(spec, "affinity"),
+        .only_node = disks.node[0] ? disks.node : NULL,
     };
     int idx = vf_placement_choose(&req, C.place.nodes, C.place.n_nodes, why, sizeof why);
     if (idx < 0) {
@@ -730,6 +777,7 @@ static struct action place(struct vm_rec *v, const struct json_object *obj,
         if (!old || !str_eq(string(old, "message"), why))
             vf_log_info("vm \"%s\": pending: %s", v->name, why);
         vf_vms_condition_set(status, "Running", "False", "Unschedulable", why);
+        vf_vm_disks_free(&disks);
         json_object_put(vmclass);
         return a;
     }
@@ -738,9 +786,12 @@ static struct action place(struct vm_rec *v, const struct json_object *obj,
     struct vf_domain_xml_options opts = {
         .domain_type = nr && nr->domain_type[0] ? nr->domain_type : "qemu",
         .baseline_cpu_xml = string(cst, "baselineCpuXml"),
+        .disks = disks.disks,
+        .n_disks = disks.n,
     };
     char *xml = NULL;
     int rc = vf_domain_xml(obj, vmclass, &opts, &xml, &err);
+    vf_vm_disks_free(&disks);
     if (rc == -EAGAIN) {
         /* A Discovery class whose CPU is not computed yet. */
         vf_vms_condition_set(status, "ClassReady", "False", "NotReady", err.message);
@@ -783,13 +834,32 @@ static struct action restart_on_node(struct vm_rec *v, const struct json_object 
         snprintf(v->start_error, sizeof v->start_error, "%s", err.message);
         return a;
     }
+    struct vf_vm_disks disks;
+    if (!disks_resolve(v, obj, status, &disks)) {
+        const struct json_object *dc = vf_vms_condition(status, "DisksReady");
+        snprintf(v->start_error, sizeof v->start_error, "%s", dc ? string(dc, "message") : "");
+        json_object_put(vmclass);
+        return a;
+    }
+    if (disks.node[0] && strcmp(disks.node, node)) {
+        /* Placed before its disk moved: start over where the disk is. */
+        snprintf(v->start_error, sizeof v->start_error, "its local disks are on node \"%s\"",
+                 disks.node);
+        vf_vm_disks_free(&disks);
+        json_object_put(vmclass);
+        return a;
+    }
     const struct node_rec *nr = node_rec(node);
     struct vf_domain_xml_options opts = {
         .domain_type = nr && nr->domain_type[0] ? nr->domain_type : "qemu",
         .baseline_cpu_xml = string(member(vmclass, "status"), "baselineCpuXml"),
+        .disks = disks.disks,
+        .n_disks = disks.n,
     };
     char *xml = NULL;
-    if (vf_domain_xml(obj, vmclass, &opts, &xml, &err) < 0) {
+    int xrc = vf_domain_xml(obj, vmclass, &opts, &xml, &err);
+    vf_vm_disks_free(&disks);
+    if (xrc < 0) {
         snprintf(v->start_error, sizeof v->start_error, "cannot build the domain: %s",
                  err.message);
     } else {
@@ -1471,6 +1541,17 @@ static void vm_watch_cb(void *opaque, const char *kind, enum vf_watch_event type
     mark_dirty(name);
 }
 
+/* A disk or an image changed: the VMs waiting for theirs look again. */
+static void disk_watch_cb(void *opaque, const char *kind, enum vf_watch_event type,
+                          const struct json_object *obj)
+{
+    (void)opaque;
+    (void)kind;
+    (void)type;
+    (void)obj;
+    wake_waiting();
+}
+
 static void other_watch_cb(void *opaque, const char *kind, enum vf_watch_event type,
                            const struct json_object *obj)
 {
@@ -1854,7 +1935,11 @@ int vf_vms_start(const struct vf_config *cfg)
         (rc = vf_store_watch_add(C.store, NODE_KIND, 0, other_watch_cb, NULL, &C.node_watch,
                                  &err)) < 0 ||
         (rc = vf_store_watch_add(C.store, CLASS_KIND, 0, other_watch_cb, NULL, &C.class_watch,
-                                 &err)) < 0) {
+                                 &err)) < 0 ||
+        (rc = vf_store_watch_add(C.store, "VirtualDisk", 0, disk_watch_cb, NULL, &C.disk_watch,
+                                 &err)) < 0 ||
+        (rc = vf_store_watch_add(C.store, "ClusterVirtualImage", 0, disk_watch_cb, NULL,
+                                 &C.image_watch, &err)) < 0) {
         vf_log_error("vms: cannot watch the store: %s", err.message);
         vf_vms_stop();
         return rc;
@@ -1939,6 +2024,10 @@ void vf_vms_stop(void)
         vf_store_watch_remove(C.store, C.node_watch);
     if (C.class_watch)
         vf_store_watch_remove(C.store, C.class_watch);
+    if (C.disk_watch)
+        vf_store_watch_remove(C.store, C.disk_watch);
+    if (C.image_watch)
+        vf_store_watch_remove(C.store, C.image_watch);
     timer_clear(&C.pass_timer);
     vf_vm_jobs_drop_all();
     while (C.vms) {

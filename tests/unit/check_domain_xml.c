@@ -1,8 +1,8 @@
 #include <config.h>
 /* Domain XML: the <cpu> of every class type, sizing (memory, vCPUs, CPU
  * bandwidth for partial cores), firmware, kernel boot, the NIC and its MAC,
- * escaping, errors that name the field, reading our metadata back, and a round
- * trip through libvirt's test driver (define, start, dump). */
+ * escaping, errors that name the field, reading our metadata back, disks and
+ * CD-ROMs, and round trips through libvirt's test driver (define, start, dump). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -469,6 +469,92 @@ START_TEST(test_test_driver_round_trip)
 }
 END_TEST
 
+/* Disks in the refs' order: virtio vda, vdb and SATA CD-ROMs sda, each with
+ * its boot order (none with a direct kernel boot), paths escaped. */
+START_TEST(test_disks)
+{
+    const struct vf_domain_disk disks[] = {
+        {.path = "/pool/vd-root-1234", .format = "qcow2"},
+        {.path = "/dvcr/images/cd.raw", .format = "raw", .cdrom = true, .readonly = true},
+        {.path = "/pool/data&'<x>", .format = "raw"},
+    };
+    struct vf_domain_xml_options o = {.domain_type = "kvm", .disks = disks, .n_disks = 3};
+    char *xml = xml_for("{\"type\":\"Host\"}", &o);
+    ASSERT_HAS(xml, "    <disk type='file' device='disk'>\n"
+                    "      <driver name='qemu' type='qcow2'/>\n"
+                    "      <source file='/pool/vd-root-1234'/>\n"
+                    "      <target dev='vda' bus='virtio'/>\n"
+                    "      <boot order='1'/>\n    </disk>\n");
+    ASSERT_HAS(xml, "    <disk type='file' device='cdrom'>\n"
+                    "      <driver name='qemu' type='raw'/>\n"
+                    "      <source file='/dvcr/images/cd.raw'/>\n"
+                    "      <target dev='sda' bus='sata'/>\n"
+                    "      <readonly/>\n      <boot order='2'/>\n    </disk>\n");
+    ASSERT_HAS(xml, "<source file='/pool/data&amp;&apos;&lt;x&gt;'/>\n"
+                    "      <target dev='vdb' bus='virtio'/>\n      <boot order='3'/>");
+    /* Disks come before the serial console, inside <devices>. */
+    ck_assert(strstr(xml, "<devices>") < strstr(xml, "<disk "));
+    ck_assert(strstr(xml, "</disk>") < strstr(xml, "<serial "));
+    free(xml);
+
+    struct json_object *vm = vm_with("vm-k", "{\"cpu\":{\"cores\":1},\"memory\":{\"size\":"
+                                             "\"128Mi\"},\"kernel\":{\"path\":\"/boot/k\"}}");
+    struct json_object *cl = class_of("{\"type\":\"Host\"}");
+    struct vf_error err = {0};
+    o.n_disks = 1;
+    ck_assert_int_eq(vf_domain_xml(vm, cl, &o, &xml, &err), 0);
+    ASSERT_HAS(xml, "<target dev='vda' bus='virtio'/>");
+    ASSERT_LACKS(xml, "<boot order");
+    free(xml);
+
+    /* Errors name the disk. */
+    const struct vf_domain_disk relative[] = {{.path = "pool/x", .format = "raw"}};
+    const struct vf_domain_disk vmdk[] = {{.path = "/pool/x", .format = "vmdk"}};
+    const struct vf_domain_disk *bad[] = {relative, vmdk};
+    const char *words[] = {"absolute", "neither raw nor qcow2"};
+    for (size_t i = 0; i < 2; i++) {
+        struct vf_domain_xml_options b = {.domain_type = "kvm", .disks = bad[i], .n_disks = 1};
+        memset(&err, 0, sizeof err);
+        xml = NULL;
+        ck_assert_int_eq(vf_domain_xml(vm, cl, &b, &xml, &err), -EINVAL);
+        ck_assert_ptr_null(xml);
+        ck_assert_str_eq(err.field, "spec.blockDeviceRefs");
+        ck_assert_msg(strstr(err.message, "spec.blockDeviceRefs[0]") &&
+                      strstr(err.message, words[i]), "message: %s", err.message);
+    }
+    json_object_put(vm);
+    json_object_put(cl);
+}
+END_TEST
+
+/* libvirt takes the disks as written and gives them back. */
+START_TEST(test_disks_round_trip)
+{
+    virConnectPtr conn = virConnectOpen("test:///default");
+    ck_assert_ptr_nonnull(conn);
+    const struct vf_domain_disk disks[] = {
+        {.path = "/pool/vd-root", .format = "qcow2"},
+        {.path = "/dvcr/cd.iso", .format = "raw", .cdrom = true, .readonly = true},
+    };
+    struct vf_domain_xml_options o = {.domain_type = "test", .disks = disks, .n_disks = 2};
+    char *xml = xml_for("{\"type\":\"Host\"}", &o);
+    virDomainPtr dom = virDomainDefineXML(conn, xml);
+    ck_assert_msg(dom != NULL, "define: %s\n%s", virGetLastErrorMessage(), xml);
+    char *back = virDomainGetXMLDesc(dom, 0);
+    ck_assert_ptr_nonnull(back);
+    ASSERT_HAS(back, "<source file='/pool/vd-root'/>");
+    ASSERT_HAS(back, "<target dev='vda' bus='virtio'/>");
+    ASSERT_HAS(back, "<source file='/dvcr/cd.iso'/>");
+    ASSERT_HAS(back, "<target dev='sda' bus='sata'/>");
+    ASSERT_HAS(back, "<readonly/>");
+    free(back);
+    ck_assert_int_eq(virDomainUndefine(dom), 0);
+    virDomainFree(dom);
+    virConnectClose(conn);
+    free(xml);
+}
+END_TEST
+
 static Suite *domain_xml_suite(void)
 {
     Suite *s = suite_create("domain_xml");
@@ -486,6 +572,8 @@ static Suite *domain_xml_suite(void)
         {"errors", test_errors_name_the_field},
         {"vm_uid_scan", test_vm_uid_scan},
         {"test_driver_round_trip", test_test_driver_round_trip},
+        {"disks", test_disks},
+        {"disks_round_trip", test_disks_round_trip},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

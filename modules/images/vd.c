@@ -1,0 +1,1138 @@
+#include <config.h>
+/* VirtualDisk: the kind and its controller.
+ *
+ * Owns: VirtualDisk objects (status, finalizer virtfleet.io/disk-cleanup), their
+ * libvirt volumes on the nodes, and the finalizer virtfleet.io/disk-source on a
+ * ClusterVirtualImage while a disk is being copied from it (the image stays
+ * Terminating until the copy let go of it).  Watches: VirtualDisk (reconciled,
+ * level-triggered), ClusterVirtualImage (a disk waits for its source), Node (a
+ * disk waits for a node) and VirtualMachine (attachedToVirtualMachines, and a
+ * deleted disk is held while a VM names it).
+ *
+ * The durable record is the status: the node, pool and volume are written
+ * (phase Provisioning) before the volume is made, so a restarted daemon finds
+ * an unfinished copy and starts it over, and a deleted disk's volume is found
+ * to be removed.  Each step on a node is one worker job (vd_volume.c):
+ *   Pending -> CHOOSE a node (local pools: the one with most room) ->
+ *   Provisioning (target written) -> CREATE -> Ready -> (spec size grows)
+ *   Resizing -> RESIZE -> Ready;  deleted -> Terminating -> DELETE -> gone.
+ * A failed copy is Failed (delete and create the disk again); a node that is
+ * not Ready is waited for. */
+#include "vd.h"
+#include "vd_volume.h"
+#include "cvi.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <libvirt/libvirt.h>
+
+#define TICK_MS 1000
+#define MSG_MAX 768
+#define RETRY_S 5
+
+struct vd_rec {
+    char *name;
+    char uid[64];
+    struct vf_vd_volume_job *job;
+    char progress[16];             /* last written */
+    bool kick;                     /* reconcile on the next tick */
+    int64_t not_before;            /* CLOCK_MONOTONIC seconds: a failed step waits */
+    /* The source image's file, open from the start of a copy to its end, so
+     * that deleting the image meanwhile cannot take it away. */
+    int src_fd;
+    char src_format[8];
+    uint64_t src_virt;
+    struct vd_rec *next;
+};
+
+struct vf_vd {
+    struct vf_images *im;          /* holds a reference */
+    struct vf_module_ctx *ctx;
+    const struct vf_core *core;
+    int refs;                      /* the controller and each job in flight (loop thread) */
+    bool stopped;
+    struct vf_vd_settings set;
+    struct vd_rec *recs;
+    struct vf_watch *vd_watch, *cvi_watch, *vm_watch, *node_watch;
+    int timer;
+};
+
+struct job_ctx {
+    struct vf_vd *vd;
+    char name[256], uid[64];
+    char source[256];              /* CREATE from an image: the image's name */
+    struct vf_vd_volume_job *j;
+    struct job_ctx *next;          /* in jobs_in_flight */
+};
+
+/* Jobs of every instance of the module (it may restart while a job still
+ * runs): a volume is worked on by one job at a time.  Loop thread only. */
+static struct job_ctx *jobs_in_flight;
+
+/* Volume names carry the disk's uid: one name, one volume. */
+static bool volume_busy(const char *volume)
+{
+    for (struct job_ctx *c = jobs_in_flight; c && volume; c = c->next)
+        if (c->j->op != VF_VD_CHOOSE && !strcmp(c->j->volume, volume))
+            return true;
+    return false;
+}
+
+/* ---- small helpers ------------------------------------------------------------ */
+
+static struct json_object *member(const struct json_object *o, const char *key)
+{
+    struct json_object *v = NULL;
+    if (!o || !json_object_is_type(o, json_type_object) ||
+        !json_object_object_get_ex(o, key, &v))
+        return NULL;
+    return v;
+}
+
+static const char *string(const struct json_object *o, const char *key)
+{
+    struct json_object *v = member(o, key);
+    return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+static void set_str(struct json_object *o, const char *key, const char *v)
+{
+    if (v)
+        json_object_object_add(o, key, json_object_new_string(v));
+    else
+        json_object_object_del(o, key);
+}
+
+static int64_t mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
+
+static void now_text(char *buf, size_t len)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int64_t generation_of(const struct json_object *obj)
+{
+    struct json_object *g = member(member(obj, "metadata"), "generation");
+    return g ? json_object_get_int64(g) : 0;
+}
+
+static struct json_object *status_copy(const struct json_object *obj)
+{
+    struct json_object *s = member(obj, "status"), *copy = NULL;
+    if (s && json_object_deep_copy(s, &copy, NULL) == 0)
+        return copy;
+    return json_object_new_object();
+}
+
+/* Set condition `type`; its transition time moves only when its status does. */
+static void condition_set(struct json_object *status, const char *type, bool ok,
+                          const char *reason, const char *msg)
+{
+    struct json_object *conds = member(status, "conditions"), *c = NULL;
+    if (!conds || !json_object_is_type(conds, json_type_array)) {
+        conds = json_object_new_array();
+        json_object_object_add(status, "conditions", conds);
+    }
+    for (size_t i = 0; i < json_object_array_length(conds); i++)
+        if (str_eq(string(json_object_array_get_idx(conds, i), "type"), type))
+            c = json_object_array_get_idx(conds, i);
+    if (!c) {
+        c = json_object_new_object();
+        json_object_array_add(conds, c);
+        set_str(c, "type", type);
+    }
+    const char *st = ok ? "True" : "False";
+    if (!str_eq(string(c, "status"), st) || !string(c, "lastTransitionTime")) {
+        char when[32];
+        now_text(when, sizeof when);
+        set_str(c, "lastTransitionTime", when);
+    }
+    set_str(c, "status", st);
+    set_str(c, "reason", reason);
+    set_str(c, "message", msg);
+}
+
+static void condition_remove(struct json_object *status, const char *type)
+{
+    struct json_object *conds = member(status, "conditions");
+    if (!conds || !json_object_is_type(conds, json_type_array))
+        return;
+    struct json_object *next = json_object_new_array();
+    for (size_t i = 0; i < json_object_array_length(conds); i++) {
+        struct json_object *e = json_object_array_get_idx(conds, i);
+        if (!str_eq(string(e, "type"), type))
+            json_object_array_add(next, json_object_get(e));
+    }
+    json_object_object_add(status, "conditions", next);
+}
+
+static void set_phase(struct json_object *status, const char *phase, const char *reason,
+                      const char *msg)
+{
+    set_str(status, "phase", phase);
+    condition_set(status, "Ready", str_eq(phase, "Ready"), reason, msg);
+}
+
+static void write_status(struct vf_vd *vd, const char *name, struct json_object *status)
+{
+    struct vf_error err = {0};
+    int rc = vd->core->object_update_status(vd->ctx, VF_VD_KIND, name, status, NULL, &err);
+    if (rc < 0 && rc != -ENOENT)
+        vd->core->log(vd->ctx, VF_LOG_ERROR, "disk \"%s\": cannot write its status: %s", name,
+                      err.message);
+}
+
+/* ---- records ------------------------------------------------------------------- */
+
+static struct vd_rec *rec_find(struct vf_vd *vd, const char *name)
+{
+    for (struct vd_rec *r = vd->recs; r; r = r->next)
+        if (!strcmp(r->name, name))
+            return r;
+    return NULL;
+}
+
+static struct vd_rec *rec_get(struct vf_vd *vd, const char *name)
+{
+    struct vd_rec *r = rec_find(vd, name);
+    if (r)
+        return r;
+    if (!(r = calloc(1, sizeof *r)) || !(r->name = strdup(name))) {
+        free(r);
+        return NULL;
+    }
+    r->src_fd = -1;
+    r->next = vd->recs;
+    vd->recs = r;
+    return r;
+}
+
+static void source_drop(struct vd_rec *r)
+{
+    if (r->src_fd >= 0)
+        close(r->src_fd);
+    r->src_fd = -1;
+}
+
+static void rec_free(struct vf_vd *vd, struct vd_rec *r)
+{
+    for (struct vd_rec **pp = &vd->recs; *pp; pp = &(*pp)->next)
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    if (r->job)
+        atomic_store(&r->job->cancel, true);   /* its done() finds no record */
+    source_drop(r);
+    free(r->name);
+    free(r);
+}
+
+static void vd_unref(struct vf_vd *vd)
+{
+    if (--vd->refs == 0) {
+        vf_images_unref(vd->im);
+        free(vd);
+    }
+}
+
+/* ---- finalizers (the disk's own, and the hold on a source image) --------------------- */
+
+static bool has_finalizer(const struct json_object *obj, const char *which)
+{
+    struct json_object *f = member(member(obj, "metadata"), "finalizers");
+    size_t n = f && json_object_is_type(f, json_type_array) ? json_object_array_length(f) : 0;
+    for (size_t i = 0; i < n; i++)
+        if (str_eq(json_object_get_string(json_object_array_get_idx(f, i)), which))
+            return true;
+    return false;
+}
+
+static int finalizer_update(struct vf_vd *vd, const char *kind, const struct json_object *obj,
+                            const char *which, bool add)
+{
+    if (has_finalizer(obj, which) == add)
+        return 0;
+    struct json_object *copy = NULL;
+    if (json_object_deep_copy((struct json_object *)obj, &copy, NULL) < 0)
+        return -ENOMEM;
+    struct json_object *meta = member(copy, "metadata");
+    struct json_object *f = member(meta, "finalizers");
+    struct json_object *next = json_object_new_array();
+    size_t n = f && json_object_is_type(f, json_type_array) ? json_object_array_length(f) : 0;
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *e = json_object_array_get_idx(f, i);
+        if (!str_eq(json_object_get_string(e), which))
+            json_object_array_add(next, json_object_get(e));
+    }
+    if (add)
+        json_object_array_add(next, json_object_new_string(which));
+    json_object_object_add(meta, "finalizers", next);
+    json_object_object_del(copy, "status");
+    struct vf_error err = {0};
+    int rc = vd->core->object_update(vd->ctx, kind, copy, NULL, &err);
+    json_object_put(copy);
+    if (rc < 0 && rc != -ENOENT && rc != -ESTALE)
+        vd->core->log(vd->ctx, VF_LOG_ERROR, "%s \"%s\": cannot %s finalizer %s: %s", kind,
+                      string(member(obj, "metadata"), "name"), add ? "add" : "remove", which,
+                      err.message);
+    return rc;
+}
+
+static const char *source_of(const struct json_object *vd_obj)
+{
+    const struct json_object *ref = member(member(member(vd_obj, "spec"), "dataSource"),
+                                           "objectRef");
+    return str_eq(string(ref, "kind"), VF_CVI_KIND) ? string(ref, "name") : NULL;
+}
+
+/* Hold image `cvi` (finalizer) while a disk is being copied from it, let go
+ * when none is: a deleted image then stays Terminating until the copies end. */
+static void source_hold_sync(struct vf_vd *vd, const char *cvi)
+{
+    struct json_object *disks = NULL, *img = NULL;
+    bool needed = false;
+    if (!cvi || vd->core->object_get(vd->ctx, VF_CVI_KIND, cvi, &img) < 0)
+        return;
+    if (vd->core->object_list(vd->ctx, VF_VD_KIND, &disks) == 0) {
+        for (size_t i = 0; i < json_object_array_length(disks) && !needed; i++) {
+            struct json_object *d = json_object_array_get_idx(disks, i);
+            const char *name = string(member(d, "metadata"), "name");
+            struct vd_rec *r = name ? rec_find(vd, name) : NULL;
+            needed = str_eq(source_of(d), cvi) &&
+                     (str_eq(string(member(d, "status"), "phase"), "Provisioning") ||
+                      (r && (r->src_fd >= 0 || (r->job && r->job->op == VF_VD_CREATE))));
+        }
+        json_object_put(disks);
+    }
+    finalizer_update(vd, VF_CVI_KIND, img, VF_VD_SOURCE_FINALIZER, needed);
+    json_object_put(img);
+}
+
+/* ---- VMs that use a disk ---------------------------------------------------------- */
+
+static bool names_disk(const struct json_object *vm, const char *disk)
+{
+    struct json_object *refs = member(member(vm, "spec"), "blockDeviceRefs");
+    size_t n = refs && json_object_is_type(refs, json_type_array) ? json_object_array_length(refs)
+                                                                  : 0;
+    for (size_t k = 0; k < n; k++) {
+        struct json_object *ref = json_object_array_get_idx(refs, k);
+        if (str_eq(string(ref, "kind"), VF_VD_KIND) && str_eq(string(ref, "name"), disk))
+            return true;
+    }
+    return false;
+}
+
+/* status.attachedToVirtualMachines from the VMs that name the disk; users:
+ * their names for messages ("" when none); running: a VM whose domain runs
+ * now (name and node, for an online resize). */
+static void attached_update(struct vf_vd *vd, const char *disk, struct json_object *status,
+                            char *users, size_t users_len, char *run_vm, char *run_node,
+                            size_t run_len)
+{
+    struct json_object *vms = NULL, *list = json_object_new_array();
+    size_t o = 0;
+    users[0] = run_vm[0] = run_node[0] = '\0';
+    if (vd->core->object_list(vd->ctx, "VirtualMachine", &vms) == 0) {
+        for (size_t i = 0; i < json_object_array_length(vms); i++) {
+            struct json_object *vm = json_object_array_get_idx(vms, i);
+            if (!names_disk(vm, disk))
+                continue;
+            const char *vmname = string(member(vm, "metadata"), "name");
+            const char *phase = string(member(vm, "status"), "phase");
+            const char *node = string(member(vm, "status"), "node");
+            bool mounted = node && (str_eq(phase, "Running") || str_eq(phase, "Migrating") ||
+                                    str_eq(phase, "Stopping") || str_eq(phase, "Starting"));
+            struct json_object *e = json_object_new_object();
+            set_str(e, "name", vmname);
+            json_object_object_add(e, "mounted", json_object_new_boolean(mounted));
+            json_object_array_add(list, e);
+            if (o < users_len)
+                o += (size_t)snprintf(users + o, users_len - o, "%s\"%s\"", o ? ", " : "",
+                                      vmname ? vmname : "?");
+            if (mounted && str_eq(phase, "Running") && !run_vm[0] && vmname) {
+                snprintf(run_vm, run_len, "%s", vmname);
+                snprintf(run_node, run_len, "%s", node);
+            }
+        }
+        json_object_put(vms);
+    }
+    if (json_object_array_length(list))
+        json_object_object_add(status, "attachedToVirtualMachines", list);
+    else {
+        json_object_put(list);
+        json_object_object_del(status, "attachedToVirtualMachines");
+    }
+}
+
+/* ---- jobs ---------------------------------------------------------------------------- */
+
+static void reconcile(struct vf_vd *vd, const struct json_object *obj);
+
+static void reconcile_name(struct vf_vd *vd, const char *name)
+{
+    struct json_object *obj = NULL;
+    if (vd->core->object_get(vd->ctx, VF_VD_KIND, name, &obj) == 0) {
+        reconcile(vd, obj);
+        json_object_put(obj);
+    }
+}
+
+static void job_run(void *opaque)
+{
+    struct job_ctx *c = opaque;
+    vf_vd_volume_run(c->j);
+}
+
+static void job_done(void *opaque);
+
+/* conn: borrowed from the core; the job takes its own reference. */
+static void *conn_ref(void *conn)
+{
+    if (conn && virConnectRef(conn) == 0)
+        return conn;
+    return NULL;
+}
+
+static bool job_submit(struct vf_vd *vd, struct vd_rec *r, struct vf_vd_volume_job *j,
+                       const char *source)
+{
+    static const char *const what[] = {"disk: choose a node", "disk: create the volume",
+                                       "disk: resize the volume", "disk: delete the volume"};
+    struct job_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        vf_vd_volume_job_free(j);
+        r->kick = true;
+        return false;
+    }
+    c->vd = vd;
+    c->j = j;
+    snprintf(c->name, sizeof c->name, "%s", r->name);
+    snprintf(c->uid, sizeof c->uid, "%s", r->uid);
+    if (source)
+        snprintf(c->source, sizeof c->source, "%s", source);
+    vd->refs++;
+    if (vd->core->job_submit(vd->ctx, what[j->op], job_run, job_done, c) < 0) {
+        vd->refs--;
+        vf_vd_volume_job_free(j);
+        free(c);
+        r->kick = true;
+        return false;
+    }
+    c->next = jobs_in_flight;
+    jobs_in_flight = c;
+    r->job = j;
+    r->progress[0] = '\0';
+    return true;
+}
+
+static void target_set(struct json_object *status, const char *node, const struct vf_vd_class *c,
+                       const char *volume, const char *path)
+{
+    struct json_object *t = json_object_new_object();
+    set_str(t, "node", node);
+    set_str(t, "pool", c->pool);
+    set_str(t, "volume", volume);
+    if (path)
+        set_str(t, "path", path);
+    json_object_object_add(t, "shared", json_object_new_boolean(c->shared));
+    json_object_object_add(status, "target", t);
+}
+
+static void job_done(void *opaque)
+{
+    struct job_ctx *c = opaque;
+    struct vf_vd *vd = c->vd;
+    struct vf_vd_volume_job *j = c->j;
+    struct json_object *obj = NULL;
+    for (struct job_ctx **pp = &jobs_in_flight; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    struct vd_rec *r = vd->stopped ? NULL : rec_find(vd, c->name);
+    if (r && r->job == j)
+        r->job = NULL;
+    if (vd->stopped || !r || strcmp(r->uid, c->uid) ||
+        vd->core->object_get(vd->ctx, VF_VD_KIND, c->name, &obj) < 0)
+        goto out;
+    struct json_object *status = status_copy(obj);
+    char msg[MSG_MAX], cap[32];
+    bool deleting = member(member(obj, "metadata"), "deletionTimestamp") != NULL;
+    if (j->rc == -ECANCELED || (deleting && j->op != VF_VD_DELETE)) {
+        /* Deleted meanwhile: reconcile takes it from here (its volume is in the status). */
+    } else if (j->op == VF_VD_CHOOSE) {
+        if (j->rc < 0) {
+            /* Still Provisioning (the image stays held): tried again shortly. */
+            condition_set(status, "Ready", false, j->err.reason, j->err.message);
+            r->not_before = mono_s() + RETRY_S;
+            r->kick = true;
+        } else {
+            const struct vf_vd_class *cls = vf_vd_class_find(&vd->set, string(status,
+                                                                        "storageClassName"));
+            if (!cls) {
+                snprintf(msg, sizeof msg, "storage class \"%s\" is no longer configured",
+                         string(status, "storageClassName"));
+                set_phase(status, "Pending", "StorageClassNotFound", msg);
+            } else {
+                /* The durable record first: a restart finds the volume by it. */
+                target_set(status, j->chosen, cls, j->volume, NULL);
+                set_phase(status, "Provisioning", "Provisioning", "creating the volume");
+                set_str(status, "progress", "0.0%");
+            }
+            r->kick = true;
+        }
+    } else if (j->op == VF_VD_CREATE || j->op == VF_VD_RESIZE) {
+        if (j->op == VF_VD_CREATE)
+            source_drop(r);
+        if (j->rc < 0) {
+            if (j->op == VF_VD_CREATE) {
+                set_phase(status, "Failed", j->err.reason, j->err.message);
+                vd->core->log(vd->ctx, VF_LOG_WARN, "disk \"%s\": failed: %s", c->name,
+                              j->err.message);
+            } else {
+                /* The volume is as it was: Ready, and the resize is tried again later. */
+                set_phase(status, "Ready", "Ready", "the disk is ready to use");
+                condition_set(status, "Resized", false, j->err.reason, j->err.message);
+                r->not_before = mono_s() + RETRY_S * 6;
+                r->kick = true;
+            }
+        } else {
+            struct json_object *t = member(status, "target");
+            if (t)
+                set_str(t, "path", j->path);
+            vf_vd_quantity_format(j->capacity_out, cap, sizeof cap);
+            set_str(status, "capacity", cap);
+            set_str(status, "progress", "100%");
+            set_phase(status, "Ready", "Ready", "the disk is ready to use");
+            if (j->op == VF_VD_RESIZE)
+                condition_set(status, "Resized", true, "Resized", "the disk has the size the "
+                              "spec asks for");
+            vd->core->log(vd->ctx, VF_LOG_INFO, "disk \"%s\": %s on node \"%s\" (%s, %s)",
+                          c->name, j->op == VF_VD_CREATE ? "ready" : "resized", j->node, cap,
+                          j->path);
+        }
+    } else if (j->op == VF_VD_DELETE) {
+        if (j->rc < 0) {
+            snprintf(msg, sizeof msg, "cannot delete the volume (retried): %s", j->err.message);
+            condition_set(status, "Ready", false, j->err.reason, msg);
+            r->not_before = mono_s() + RETRY_S;
+            r->kick = true;
+        } else {
+            json_object_object_del(status, "target");
+            vd->core->log(vd->ctx, VF_LOG_INFO, "disk \"%s\": volume \"%s\" deleted on node "
+                          "\"%s\"", c->name, j->volume, j->node);
+        }
+    }
+    write_status(vd, c->name, status);
+    json_object_put(status);
+    if (c->source[0])
+        source_hold_sync(vd, c->source);
+    /* The next step, now that this one is recorded. */
+    reconcile_name(vd, c->name);
+out:
+    json_object_put(obj);
+    vf_vd_volume_job_free(j);
+    free(c);
+    vd_unref(vd);
+}
+
+/* ---- steps --------------------------------------------------------------------------- */
+
+/* Ready nodes (not cordoned) with a connection, sorted by name (the store's order). */
+static size_t candidates(struct vf_vd *vd, struct vf_vd_volume_job *j)
+{
+    struct json_object *nodes = NULL;
+    if (vd->core->object_list(vd->ctx, "Node", &nodes) < 0)
+        return 0;
+    for (size_t i = 0; i < json_object_array_length(nodes) &&
+                       j->n_candidates < VF_VD_MAX_CANDIDATES; i++) {
+        struct json_object *n = json_object_array_get_idx(nodes, i);
+        const char *name = string(member(n, "metadata"), "name");
+        struct json_object *unsched = member(member(n, "spec"), "unschedulable");
+        if (!name || !str_eq(string(member(n, "status"), "phase"), "Ready") ||
+            (unsched && json_object_get_boolean(unsched)))
+            continue;
+        void *conn = conn_ref(vd->core->node_connection(vd->ctx, name));
+        if (!conn)
+            continue;
+        struct vf_vd_candidate *c = &j->candidates[j->n_candidates++];
+        snprintf(c->node, sizeof c->node, "%s", name);
+        c->conn = conn;
+    }
+    json_object_put(nodes);
+    return j->n_candidates;
+}
+
+/* The node to talk to about a disk's volume: its own; for a shared pool any
+ * Ready node will do when its own is not.  NULL: none now. */
+static void *volume_conn(struct vf_vd *vd, const struct json_object *target, char *node,
+                         size_t len)
+{
+    const char *own = string(target, "node");
+    struct json_object *shared = member(target, "shared");
+    void *conn = own ? vd->core->node_connection(vd->ctx, own) : NULL;
+    snprintf(node, len, "%s", own ? own : "");
+    if (!conn && shared && json_object_get_boolean(shared)) {
+        struct vf_vd_volume_job probe = {0};
+        if (candidates(vd, &probe) > 0) {
+            snprintf(node, len, "%s", probe.candidates[0].node);
+            conn = vd->core->node_connection(vd->ctx, node);
+        }
+        for (size_t i = 0; i < probe.n_candidates; i++)
+            virConnectClose(probe.candidates[i].conn);
+    }
+    return conn_ref(conn);
+}
+
+static void volume_name(const char *name, const char *uid, char *buf, size_t len)
+{
+    /* Readable, and unique across disks of the same name over time. */
+    snprintf(buf, len, "vd-%s-%.8s", name, uid);
+}
+
+/* The image a disk is made from: Ready, its file and its size.  Else false
+ * with the condition set. */
+static bool source_ready(struct vf_vd *vd, const char *cvi, struct json_object *status,
+                         char *path, size_t path_len, char *format, uint64_t *virt)
+{
+    struct json_object *img = NULL;
+    char msg[MSG_MAX];
+    if (vd->core->object_get(vd->ctx, VF_CVI_KIND, cvi, &img) < 0) {
+        snprintf(msg, sizeof msg, "ClusterVirtualImage \"%s\" not found: the disk waits for it",
+                 cvi);
+        set_phase(status, "Pending", "ImageNotFound", msg);
+        return false;
+    }
+    const struct json_object *is = member(img, "status");
+    const char *p = string(member(is, "target"), "path");
+    struct json_object *unpacked = member(member(is, "size"), "unpackedBytes");
+    bool deleting = member(member(img, "metadata"), "deletionTimestamp") != NULL;
+    if (deleting || !str_eq(string(is, "phase"), "Ready") || !p) {
+        snprintf(msg, sizeof msg, "ClusterVirtualImage \"%s\" is %s: the disk waits for it to "
+                 "be Ready", cvi, deleting ? "being deleted" : string(is, "phase") ?
+                 string(is, "phase") : "Pending");
+        set_phase(status, "Pending", "ImageNotReady", msg);
+        json_object_put(img);
+        return false;
+    }
+    snprintf(path, path_len, "%s", p);
+    snprintf(format, 8, "%s", str_eq(string(is, "format"), "qcow2") ? "qcow2" : "raw");
+    *virt = 0;
+    if (unpacked)
+        *virt = (uint64_t)strtoull(json_object_get_string(unpacked), NULL, 10);
+    json_object_put(img);
+    return true;
+}
+
+/* Hold the image (finalizer) and open its file: from here on deleting the
+ * image waits for this disk, and the open file outlives its removal.  false
+ * with the status set when the image is not there to copy. */
+static bool source_take(struct vf_vd *vd, struct vd_rec *r, const char *cvi,
+                        struct json_object *status, char *format, uint64_t *virt)
+{
+    char path[4096];
+    struct json_object *img = NULL;
+    if (vd->core->object_get(vd->ctx, VF_CVI_KIND, cvi, &img) == 0) {
+        if (!member(member(img, "metadata"), "deletionTimestamp") || r->src_fd >= 0)
+            finalizer_update(vd, VF_CVI_KIND, img, VF_VD_SOURCE_FINALIZER, true);
+        json_object_put(img);
+    }
+    if (r->src_fd >= 0) {
+        /* Opened before: the image may be going, its file is still ours. */
+        snprintf(format, 8, "%s", r->src_format);
+        *virt = r->src_virt;
+        return true;
+    }
+    if (!source_ready(vd, cvi, status, path, sizeof path, format, virt))
+        return false;
+    if ((r->src_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        char msg[MSG_MAX];
+        snprintf(msg, sizeof msg, "cannot open the file of ClusterVirtualImage \"%s\": %s", cvi,
+                 strerror(errno));
+        set_phase(status, "Pending", "ImageNotReady", msg);
+        return false;
+    }
+    snprintf(r->src_format, sizeof r->src_format, "%s", format);
+    r->src_virt = *virt;
+    return true;
+}
+
+/* No node yet: take the source, then choose a node for the volume. */
+static void step_choose(struct vf_vd *vd, struct vd_rec *r, const struct json_object *obj,
+                        struct json_object *status, const struct vf_vd_class *cls,
+                        uint64_t size)
+{
+    const char *cvi = source_of(obj);
+    char format[8], msg[MSG_MAX], need[32], have[32];
+    uint64_t virt = 0;
+    if (cvi && !source_take(vd, r, cvi, status, format, &virt)) {
+        r->kick = true;
+        return;
+    }
+    if (cvi && size && size < virt) {
+        vf_vd_quantity_format(size, have, sizeof have);
+        vf_vd_quantity_format(virt, need, sizeof need);
+        snprintf(msg, sizeof msg, "spec.persistentVolumeClaim.size %s is smaller than the "
+                 "image (%s): make it at least that", have, need);
+        set_phase(status, "Pending", "SizeTooSmall", msg);
+        source_drop(r);
+        return;
+    }
+    struct vf_vd_volume_job *j = vf_vd_volume_job_new(VF_VD_CHOOSE);
+    if (!j) {
+        r->kick = true;
+        return;
+    }
+    snprintf(j->pool, sizeof j->pool, "%s", cls->pool);
+    volume_name(r->name, r->uid, j->volume, sizeof j->volume);
+    j->capacity = size > virt ? size : virt;
+    struct stat st;
+    /* Room for the copy's data: its holes take none. */
+    if (r->src_fd >= 0 && fstat(r->src_fd, &st) == 0)
+        j->src_bytes = (uint64_t)st.st_blocks * 512;
+    if (candidates(vd, j) == 0) {
+        vf_vd_volume_job_free(j);
+        condition_set(status, "Ready", false, "NoNodeReady", "waiting for a Ready node to "
+                      "create the volume on");
+        if (!string(status, "phase"))
+            set_str(status, "phase", "Pending");
+        r->kick = true;
+        return;
+    }
+    if (cls->shared) {
+        /* Every node sees the same pool: the first one answers for all. */
+        for (size_t i = 1; i < j->n_candidates; i++)
+            virConnectClose(j->candidates[i].conn);
+        j->n_candidates = 1;
+    }
+    if (job_submit(vd, r, j, NULL))
+        set_phase(status, "Provisioning", "ChoosingNode", cls->shared
+                                                           ? "checking the storage pool"
+                                                           : "choosing the node for the volume");
+}
+
+/* Provisioning with its target recorded: make the volume. */
+static void step_create(struct vf_vd *vd, struct vd_rec *r, const struct json_object *obj,
+                        struct json_object *status, uint64_t size)
+{
+    const struct json_object *t = member(status, "target");
+    const char *cvi = source_of(obj);
+    char format[8] = "qcow2", node[256], msg[MSG_MAX];
+    uint64_t virt = 0;
+    if (cvi && !source_take(vd, r, cvi, status, format, &virt)) {
+        /* A restarted daemon lost the file of an image deleted meanwhile. */
+        if (!str_eq(string(status, "phase"), "Provisioning"))
+            return;
+        snprintf(msg, sizeof msg, "the file of ClusterVirtualImage \"%s\" is gone (the image "
+                 "was deleted during the copy): delete the disk and create it again", cvi);
+        set_phase(status, "Failed", "ImageLost", msg);
+        return;
+    }
+    if (volume_busy(string(t, "volume"))) {
+        r->kick = true;   /* an earlier job (of a restarted module) lets go first */
+        return;
+    }
+    void *conn = volume_conn(vd, t, node, sizeof node);
+    if (!conn) {
+        snprintf(msg, sizeof msg, "waiting for node \"%s\" to be Ready to create the volume",
+                 node);
+        condition_set(status, "Ready", false, "NodeNotReady", msg);
+        r->kick = true;
+        return;
+    }
+    struct vf_vd_volume_job *j = vf_vd_volume_job_new(VF_VD_CREATE);
+    if (!j) {
+        virConnectClose(conn);
+        r->kick = true;
+        return;
+    }
+    j->conn = conn;
+    snprintf(j->node, sizeof j->node, "%s", node);
+    snprintf(j->pool, sizeof j->pool, "%s", string(t, "pool"));
+    snprintf(j->volume, sizeof j->volume, "%s", string(t, "volume"));
+    if (cvi) {
+        struct stat st;
+        if ((j->src_fd = fcntl(r->src_fd, F_DUPFD_CLOEXEC, 0)) < 0 ||
+            fstat(j->src_fd, &st) < 0) {
+            snprintf(msg, sizeof msg, "cannot read the file of ClusterVirtualImage \"%s\": %s",
+                     cvi, strerror(errno));
+            condition_set(status, "Ready", false, "ImageNotReady", msg);
+            vf_vd_volume_job_free(j);
+            r->kick = true;
+            return;
+        }
+        j->src_bytes = (uint64_t)st.st_size;
+    }
+    snprintf(j->format, sizeof j->format, "%s", format);
+    j->capacity = size > virt ? size : virt;
+    if (job_submit(vd, r, j, cvi)) {
+        set_str(status, "format", format);
+        set_phase(status, "Provisioning", "Provisioning", cvi ? "copying the image into the "
+                                                                "volume" : "creating the volume");
+    }
+}
+
+static void step_resize(struct vf_vd *vd, struct vd_rec *r, struct json_object *status,
+                        uint64_t size, const char *run_vm, const char *run_node)
+{
+    const struct json_object *t = member(status, "target");
+    char node[256], msg[MSG_MAX];
+    if (volume_busy(string(t, "volume"))) {
+        r->kick = true;
+        return;
+    }
+    void *conn = volume_conn(vd, t, node, sizeof node);
+    if (!conn) {
+        snprintf(msg, sizeof msg, "waiting for node \"%s\" to be Ready to grow the volume", node);
+        condition_set(status, "Resized", false, "NodeNotReady", msg);
+        r->kick = true;
+        return;
+    }
+    struct vf_vd_volume_job *j = vf_vd_volume_job_new(VF_VD_RESIZE);
+    if (!j) {
+        virConnectClose(conn);
+        r->kick = true;
+        return;
+    }
+    j->conn = conn;
+    snprintf(j->node, sizeof j->node, "%s", node);
+    snprintf(j->pool, sizeof j->pool, "%s", string(t, "pool"));
+    snprintf(j->volume, sizeof j->volume, "%s", string(t, "volume"));
+    j->capacity = size;
+    if (run_vm[0]) {
+        snprintf(j->domain, sizeof j->domain, "%s", run_vm);
+        j->dom_conn = conn_ref(vd->core->node_connection(vd->ctx, run_node));
+    }
+    if (job_submit(vd, r, j, NULL)) {
+        set_str(status, "phase", "Resizing");
+        condition_set(status, "Resized", false, "Resizing", run_vm[0]
+                      ? "growing the disk of the running VM" : "growing the volume");
+    }
+}
+
+/* Terminating: wait for the VMs, then delete the volume, then let go. */
+static void step_delete(struct vf_vd *vd, struct vd_rec *r, const struct json_object *obj,
+                        struct json_object *status, const char *users)
+{
+    const struct json_object *t = member(status, "target");
+    char msg[MSG_MAX], node[256];
+    set_str(status, "phase", "Terminating");
+    if (r->job) {
+        atomic_store(&r->job->cancel, true);   /* its done() comes back here */
+        write_status(vd, r->name, status);
+        return;
+    }
+    source_drop(r);
+    if (users[0]) {
+        snprintf(msg, sizeof msg, "deletion waits until no virtual machine uses the disk: "
+                 "named in spec.blockDeviceRefs of %s", users);
+        condition_set(status, "InUse", true, "UsedByVirtualMachine", msg);
+        write_status(vd, r->name, status);
+        return;
+    }
+    condition_remove(status, "InUse");
+    if (t && string(t, "volume") && volume_busy(string(t, "volume"))) {
+        r->kick = true;
+        write_status(vd, r->name, status);
+        return;
+    }
+    if (t && string(t, "volume")) {
+        void *conn = volume_conn(vd, t, node, sizeof node);
+        struct vf_vd_volume_job *j = conn ? vf_vd_volume_job_new(VF_VD_DELETE) : NULL;
+        if (!j) {
+            if (conn)
+                virConnectClose(conn);
+            snprintf(msg, sizeof msg, "waiting for node \"%s\" to be Ready to delete the volume",
+                     node);
+            condition_set(status, "Ready", false, "NodeNotReady", msg);
+            r->kick = true;
+            write_status(vd, r->name, status);
+            return;
+        }
+        j->conn = conn;
+        snprintf(j->node, sizeof j->node, "%s", node);
+        snprintf(j->pool, sizeof j->pool, "%s", string(t, "pool"));
+        snprintf(j->volume, sizeof j->volume, "%s", string(t, "volume"));
+        job_submit(vd, r, j, NULL);
+        write_status(vd, r->name, status);
+        return;
+    }
+    write_status(vd, r->name, status);
+    const char *cvi = source_of(obj);
+    if (finalizer_update(vd, VF_VD_KIND, obj, VF_VD_FINALIZER, false) == 0)
+        vd->core->log(vd->ctx, VF_LOG_INFO, "disk \"%s\": deleted", r->name);
+    source_hold_sync(vd, cvi);
+}
+
+static void reconcile(struct vf_vd *vd, const struct json_object *obj)
+{
+    const struct json_object *meta = member(obj, "metadata");
+    const char *name = string(meta, "name"), *uid = string(meta, "uid");
+    if (!name || !uid)
+        return;
+    struct vd_rec *r = rec_get(vd, name);
+    if (!r)
+        return;
+    r->kick = false;
+    if (strcmp(r->uid, uid)) {
+        /* A new disk under an old name: what ran for the old one stops. */
+        if (r->job)
+            atomic_store(&r->job->cancel, true);
+        r->job = NULL;
+        source_drop(r);
+        snprintf(r->uid, sizeof r->uid, "%s", uid);
+        r->progress[0] = '\0';
+        r->not_before = 0;
+    }
+    bool deleting = member(meta, "deletionTimestamp") != NULL;
+    if (!deleting && !has_finalizer(obj, VF_VD_FINALIZER)) {
+        finalizer_update(vd, VF_VD_KIND, obj, VF_VD_FINALIZER, true);   /* its event comes back */
+        return;
+    }
+    struct json_object *status = status_copy(obj);
+    char users[MSG_MAX], run_vm[256], run_node[256], msg[MSG_MAX];
+    attached_update(vd, name, status, users, sizeof users, run_vm, run_node, sizeof run_vm);
+    if (deleting) {
+        step_delete(vd, r, obj, status, users);
+        json_object_put(status);
+        return;
+    }
+    json_object_object_add(status, "observedGeneration",
+                           json_object_new_int64(generation_of(obj)));
+    const char *phase = string(status, "phase");
+    if (r->job || str_eq(phase, "Failed") || r->not_before > mono_s()) {
+        if (r->not_before > mono_s())
+            r->kick = true;
+        write_status(vd, name, status);
+        json_object_put(status);
+        return;
+    }
+    uint64_t size = 0;
+    struct json_object *sz = member(member(member(obj, "spec"), "persistentVolumeClaim"), "size");
+    if (sz)
+        vf_vd_quantity(sz, &size);
+    const struct json_object *t = member(status, "target");
+    if (!t || !string(t, "node")) {
+        const struct vf_vd_class *cls;
+        const char *requested =
+            string(member(member(obj, "spec"), "persistentVolumeClaim"), "storageClassName");
+        if (vf_vd_class_resolve(&vd->set, requested, &cls, msg, sizeof msg) < 0) {
+            set_phase(status, "Pending", "StorageClassNotFound", msg);
+        } else {
+            set_str(status, "storageClassName", cls->name);
+            if (!phase)
+                set_phase(status, "Pending", "Pending", "the disk waits to be made");
+            step_choose(vd, r, obj, status, cls, size);
+        }
+    } else if (str_eq(phase, "Provisioning")) {
+        step_create(vd, r, obj, status, size);
+    } else if (str_eq(phase, "Ready") || str_eq(phase, "Resizing")) {
+        uint64_t cap = 0;
+        struct json_object *shared = member(t, "shared");
+        if (run_vm[0] && !(shared && json_object_get_boolean(shared)) &&
+            !str_eq(run_node, string(t, "node"))) {
+            /* Its VM runs elsewhere: a block migration copied the disk there (at the
+             * same path), and that copy is the disk now.  The old one is left for
+             * the admin: it is stale, but nothing proves it is unused. */
+            vd->core->log(vd->ctx, VF_LOG_WARN, "disk \"%s\": moved with VM \"%s\" from node "
+                          "\"%s\" to node \"%s\"; the stale copy, volume \"%s\" in pool \"%s\" "
+                          "on node \"%s\", is left in place", name, run_vm, string(t, "node"),
+                          run_node, string(t, "volume"), string(t, "pool"), string(t, "node"));
+            set_str((struct json_object *)t, "node", run_node);
+        }
+        vf_vd_quantity(member(status, "capacity"), &cap);
+        if (size > cap)
+            step_resize(vd, r, status, size, run_vm, run_node);
+        else
+            set_str(status, "phase", "Ready");
+    }
+    write_status(vd, name, status);
+    /* A copy that ended (or never began) lets go of its image. */
+    if (!r->job && !str_eq(string(status, "phase"), "Provisioning") && source_of(obj))
+        source_hold_sync(vd, source_of(obj));
+    json_object_put(status);
+}
+
+/* ---- watches, tick ------------------------------------------------------------------ */
+
+static void kick_all(struct vf_vd *vd)
+{
+    for (struct vd_rec *r = vd->recs; r; r = r->next)
+        r->kick = true;
+}
+
+static void on_vd(void *opaque, enum vf_watch_event type, const struct json_object *obj)
+{
+    struct vf_vd *vd = opaque;
+    const char *name = string(member(obj, "metadata"), "name");
+    if (!name)
+        return;
+    if (type == VF_WATCH_DELETED) {
+        struct vd_rec *r = rec_find(vd, name);
+        if (r && str_eq(r->uid, string(member(obj, "metadata"), "uid")))
+            rec_free(vd, r);
+        return;
+    }
+    reconcile(vd, obj);
+}
+
+/* Images, VMs and nodes change what disks wait for: look again on the tick. */
+static void on_other(void *opaque, enum vf_watch_event type, const struct json_object *obj)
+{
+    (void)type;
+    (void)obj;
+    kick_all(opaque);
+}
+
+static void progress_write(struct vf_vd *vd, struct vd_rec *r, const char *progress)
+{
+    if (!strcmp(r->progress, progress))
+        return;
+    struct json_object *obj = NULL;
+    if (vd->core->object_get(vd->ctx, VF_VD_KIND, r->name, &obj) < 0)
+        return;
+    struct json_object *status = status_copy(obj);
+    if (str_eq(string(status, "phase"), "Provisioning")) {
+        set_str(status, "progress", progress);
+        write_status(vd, r->name, status);
+        snprintf(r->progress, sizeof r->progress, "%s", progress);
+    }
+    json_object_put(status);
+    json_object_put(obj);
+}
+
+static void tick(void *opaque)
+{
+    struct vf_vd *vd = opaque;
+    char names[64][256];
+    size_t n = 0;
+    int64_t now = mono_s();
+    for (struct vd_rec *r = vd->recs; r; r = r->next) {
+        if (r->job && r->job->op == VF_VD_CREATE) {
+            uint64_t done = atomic_load(&r->job->done_bytes);
+            uint64_t total = atomic_load(&r->job->total_bytes);
+            double pct = total ? 100.0 * (double)done / (double)total : 0.0;
+            char p[16];
+            if (pct > 100.0)
+                pct = 100.0;
+            /* Never 100.0% before the last byte: round down to a tenth. */
+            snprintf(p, sizeof p, "%.1f%%", (double)(int64_t)(pct * 10) / 10);
+            progress_write(vd, r, p);
+        }
+        if (r->kick && !r->job && r->not_before <= now && n < 64)
+            snprintf(names[n++], sizeof names[0], "%s", r->name);
+    }
+    /* Reconciling may add or free records: by name, after the walk. */
+    for (size_t i = 0; i < n; i++)
+        reconcile_name(vd, names[i]);
+}
+
+/* Holds on images left by a daemon that stopped mid-copy are released once
+ * no disk is being copied from them. */
+static void holds_resync(struct vf_vd *vd)
+{
+    struct json_object *imgs = NULL;
+    if (vd->core->object_list(vd->ctx, VF_CVI_KIND, &imgs) < 0)
+        return;
+    for (size_t i = 0; i < json_object_array_length(imgs); i++) {
+        struct json_object *img = json_object_array_get_idx(imgs, i);
+        if (has_finalizer(img, VF_VD_SOURCE_FINALIZER))
+            source_hold_sync(vd, string(member(img, "metadata"), "name"));
+    }
+    json_object_put(imgs);
+}
+
+/* ---- start / stop ------------------------------------------------------------------- */
+
+int vf_vd_start(struct vf_images *im, const struct json_object *settings, struct vf_vd **out)
+{
+    const struct vf_core *core = im->core;
+    struct vf_error err = {0};
+    *out = NULL;
+    struct vf_vd *vd = calloc(1, sizeof *vd);
+    if (!vd)
+        return -ENOMEM;
+    int rc = vf_vd_settings_read(settings, &vd->set, &err);
+    if (rc < 0) {
+        core->log(im->ctx, VF_LOG_ERROR, "%s", err.message);
+        free(vd);
+        return rc;
+    }
+    vd->im = im;
+    vf_images_ref(im);
+    vd->ctx = im->ctx;
+    vd->core = core;
+    vd->refs = 1;
+    vd->timer = -1;
+    if ((rc = core->kind_register(vd->ctx, &vf_vd_kind)) < 0) {
+        vd_unref(vd);
+        return rc;
+    }
+    *out = vd;
+    vd->vd_watch = core->watch_add(vd->ctx, VF_VD_KIND, on_vd, vd);
+    vd->cvi_watch = core->watch_add(vd->ctx, VF_CVI_KIND, on_other, vd);
+    vd->vm_watch = core->watch_add(vd->ctx, "VirtualMachine", on_other, vd);
+    vd->node_watch = core->watch_add(vd->ctx, "Node", on_other, vd);
+    vd->timer = core->timer_add(vd->ctx, TICK_MS, tick, vd);
+    if (!vd->vd_watch || !vd->cvi_watch || !vd->vm_watch || !vd->node_watch || vd->timer < 0)
+        return -EIO;
+    holds_resync(vd);
+    return 0;
+}
+
+int vf_vd_reconfigure(struct vf_vd *vd, const struct json_object *settings)
+{
+    struct vf_error err = {0};
+    struct vf_vd_settings set;
+    int rc = vf_vd_settings_read(settings, &set, &err);
+    if (rc < 0) {
+        vd->core->log(vd->ctx, VF_LOG_ERROR, "%s", err.message);
+        return rc;
+    }
+    vd->set = set;
+    kick_all(vd);
+    return 0;
+}
+
+void vf_vd_stop(struct vf_vd *vd)
+{
+    if (!vd)
+        return;
+    vd->stopped = true;
+    /* Watches and the timer go with the module (the core removes them). */
+    if (vd->timer > 0)
+        vd->core->timer_remove(vd->ctx, vd->timer);
+    if (vd->vd_watch)
+        vd->core->watch_remove(vd->ctx, vd->vd_watch);
+    if (vd->cvi_watch)
+        vd->core->watch_remove(vd->ctx, vd->cvi_watch);
+    if (vd->vm_watch)
+        vd->core->watch_remove(vd->ctx, vd->vm_watch);
+    if (vd->node_watch)
+        vd->core->watch_remove(vd->ctx, vd->node_watch);
+    while (vd->recs)
+        rec_free(vd, vd->recs);
+    vd_unref(vd);
+}
