@@ -5,7 +5,7 @@ set -eu
 
 BUILD="autoconf automake libtool pkg-config make gcc clang libltdl-dev libvirt-dev
   libconfig-dev libjson-c-dev libcurl4-openssl-dev libsqlite3-dev libmicrohttpd-dev
-  libyaml-dev check zlib1g-dev liblzma-dev libarchive-dev
+  libyaml-dev check zlib1g-dev liblzma-dev libzstd-dev libarchive-dev
   libssl-dev"
 # The test driver lives in libvirt0 (pulled in by libvirt-dev); valgrind and curl
 # are used by the tests, sqlite3 by the crash-safety check.  The real nodes of
@@ -14,12 +14,13 @@ BUILD="autoconf automake libtool pkg-config make gcc clang libltdl-dev libvirt-d
 # binutils (the test guests).  qemu-utils (qemu-img), xorriso, xz-utils and gzip
 # only make sample images for the image format tests; the product never runs
 # them.  docker-registry and skopeo are the real container registry (and its
-# client) the registry import tests run on loopback.  Never
+# client) the registry import tests run on loopback; openssl makes the
+# certificates of the HTTPS fetch tests.  Never
 # libvirt-daemon-system: it replaces init.
 TEST="valgrind curl sqlite3 procps
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 tini
   util-linux mount binutils qemu-utils xorriso xz-utils gzip
-  docker-registry skopeo"
+  docker-registry skopeo openssl"
 
 missing=""
 for p in $BUILD $TEST; do

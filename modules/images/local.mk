@@ -11,5 +11,7 @@ VFIMAGE_SOURCES = \
 	modules/images/formats/vdi.c modules/images/formats/iso.c \
 	modules/images/formats/convert.c
 modules_images_libvfimage_la_SOURCES = $(VFIMAGE_SOURCES)
-modules_images_libvfimage_la_CFLAGS = $(AM_CFLAGS) -fPIC $(ZLIB_CFLAGS) $(LZMA_CFLAGS)
-modules_images_libvfimage_la_LIBADD = $(ZLIB_LIBS) $(LZMA_LIBS)
+modules_images_libvfimage_la_CFLAGS = $(AM_CFLAGS) -fPIC $(ZLIB_CFLAGS) $(LZMA_CFLAGS) $(ZSTD_CFLAGS)
+modules_images_libvfimage_la_LIBADD = $(ZLIB_LIBS) $(LZMA_LIBS) $(ZSTD_LIBS)
+include modules/images/import/local.mk
+include modules/images/module.mk

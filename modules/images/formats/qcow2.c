@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
+#include <zstd.h>
 #include "formats_internal.h"
 
 #define QCOW2_V2_HEADER 72u
@@ -326,6 +327,35 @@ int vf_qcow2_inspect(int fd, uint64_t file_size, struct vf_image_info *info, str
     return check_tables(fd, &q, file_size, NULL, err);
 }
 
+/* Decodes one zstd-compressed cluster (compression_type 1: a zstd stream, as
+ * QEMU writes it; the bytes after it up to the sector boundary are ignored).
+ * The window is capped at the largest cluster (2 MiB): a hostile frame cannot
+ * make the decoder allocate more. */
+static int zstd_cluster(ZSTD_DCtx **dctx, const uint8_t *in, size_t in_len, uint8_t *out,
+                        size_t out_len, uint64_t where, struct vf_error *err)
+{
+    if (!*dctx) {
+        if (!(*dctx = ZSTD_createDCtx()))
+            return vf_error_set(err, -ENOMEM, 500, VF_IMG_IOERROR, "qcow2.data", "zstd: out of memory");
+        ZSTD_DCtx_setParameter(*dctx, ZSTD_d_windowLogMax, 21);
+    }
+    ZSTD_DCtx_reset(*dctx, ZSTD_reset_session_only);
+    ZSTD_inBuffer input = {in, in_len, 0};
+    ZSTD_outBuffer output = {out, out_len, 0};
+    while (output.pos < output.size) {
+        size_t before_in = input.pos, before_out = output.pos;
+        size_t r = ZSTD_decompressStream(*dctx, &output, &input);
+        if (ZSTD_isError(r))
+            return vf_img_invalid(err, "qcow2.data", "qcow2: the zstd-compressed cluster at offset "
+                                  "%llu is corrupt (%s)", (unsigned long long)where,
+                                  ZSTD_getErrorName(r));
+        if (input.pos == before_in && output.pos == before_out)
+            return vf_img_invalid(err, "qcow2.data", "qcow2: the zstd-compressed cluster at offset "
+                                  "%llu does not decode to a full cluster", (unsigned long long)where);
+    }
+    return 0;
+}
+
 /* Inflates one compressed cluster (raw deflate, as QEMU writes it). */
 static int inflate_cluster(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len,
                            uint64_t where, struct vf_error *err)
@@ -371,6 +401,7 @@ int vf_qcow2_to_raw(int fd, uint64_t file_size, struct vf_img_sink *sink, struct
     struct qcow2 q;
     uint64_t *l1 = NULL, *l2 = NULL, guest = 0;
     uint8_t *cbuf = NULL, *zbuf = NULL;
+    ZSTD_DCtx *dctx = NULL;
     size_t esize;
     int rc;
 
@@ -408,12 +439,6 @@ int vf_qcow2_to_raw(int fd, uint64_t file_size, struct vf_img_sink *sink, struct
                 uint64_t host = e & ((1ULL << x) - 1);
                 uint64_t sectors = ((e >> x) & ((1ULL << (62 - x)) - 1)) + 1;
                 uint64_t clen = sectors * 512 - (host & 511);
-                if (q.compression_type != 0) {
-                    rc = vf_img_refused(err, "qcow2.compression_type", "qcow2: zstd-compressed "
-                                        "clusters cannot be converted to raw here; keep the image "
-                                        "as qcow2");
-                    goto out;
-                }
                 if (host >= file_size || clen > 2 * q.cluster_size + 512) {
                     rc = vf_img_invalid(err, "qcow2.l2_table", "qcow2: L2 entry at offset %llu: "
                                         "compressed cluster at %llu (%llu bytes) is out of bounds",
@@ -424,7 +449,9 @@ int vf_qcow2_to_raw(int fd, uint64_t file_size, struct vf_img_sink *sink, struct
                 if (clen > file_size - host)
                     clen = file_size - host;
                 if ((rc = vf_img_pread(fd, zbuf, clen, host, "qcow2 compressed cluster", err)) < 0 ||
-                    (rc = inflate_cluster(zbuf, clen, cbuf, q.cluster_size, host, err)) < 0 ||
+                    (rc = q.compression_type == 1
+                              ? zstd_cluster(&dctx, zbuf, clen, cbuf, q.cluster_size, host, err)
+                              : inflate_cluster(zbuf, clen, cbuf, q.cluster_size, host, err)) < 0 ||
                     (rc = vf_img_sink_write(sink, cbuf, n, err)) < 0)
                     goto out;
             } else {
@@ -466,6 +493,7 @@ int vf_qcow2_to_raw(int fd, uint64_t file_size, struct vf_img_sink *sink, struct
     if (guest < q.size)
         rc = vf_img_sink_zeros(sink, q.size - guest, err);
 out:
+    ZSTD_freeDCtx(dctx);
     free(l1);
     free(l2);
     free(cbuf);
