@@ -15,7 +15,7 @@ core_libvfcore_la_SOURCES = \
 	core/config.c core/settings.c core/config.h \
 	core/modules.c core/core_services.c core/modules.h core/module_instance.h \
 	core/audit.c core/audit.h \
-	core/domain_xml.c core/domain_xml.h core/classes.c core/classes.h \
+	core/domain_xml.c core/domain_xml.h core/vm_disks.c core/vm_disks.h core/classes.c core/classes.h \
 	core/label_selector.c core/label_selector.h core/placement.c core/placement.h core/ipam.c core/ipam.h \
 	core/cluster.c core/cluster.h \
 	core/vms.c core/vms.h core/vmops.c core/vm_jobs.c core/vms_internal.h

@@ -49,7 +49,8 @@ summarize build-sanitizers "make check (ASan+UBSan)" || status=1
 
 mkdir -p build-fuzz
 (cd build-fuzz && { [ -f Makefile ] || "$top/configure" -q CC=clang --enable-fuzzing; } &&
-    make -s -j"$jobs" tests/fuzz/fuzz_config tests/fuzz/fuzz_api_body tests/fuzz/fuzz_image_inspect &&
+    make -s -j"$jobs" tests/fuzz/fuzz_config tests/fuzz/fuzz_api_body tests/fuzz/fuzz_image_inspect \
+        tests/fuzz/fuzz_registry_manifest tests/fuzz/fuzz_disk_tar &&
     top_builddir=. sh "$top/tests/fuzz/run.sh" "$FUZZ_SECONDS") || status=1
 
 # A failed build, distcheck or fuzz run counts as one failure more.

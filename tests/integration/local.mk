@@ -5,7 +5,9 @@ INTEGRATION_TESTS = \
 	tests/integration/crash_safety.sh \
 	tests/integration/bad_config.sh \
 	tests/integration/nodes_smoke.sh \
-	tests/integration/vm_lifecycle.sh
+	tests/integration/vm_lifecycle.sh \
+	tests/integration/images_e2e.sh \
+	tests/integration/disks.sh
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/out_of_tree_module.sh \
 	tests/integration/outoftree/hello.c tests/lib/cluster.sh tests/lib/guest

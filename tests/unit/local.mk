@@ -13,6 +13,7 @@ CORE_UNITS = \
 	tests/unit/check_cluster \
 	tests/unit/check_vms \
 	tests/unit/check_domain_xml \
+	tests/unit/check_vm_disks \
 	tests/unit/check_classes \
 	tests/unit/check_placement \
 	tests/unit/check_ipam
@@ -58,6 +59,8 @@ tests_unit_check_placement_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_placement_LDADD = $(CORE_UNIT_LIBS)
 tests_unit_check_ipam_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_ipam_LDADD = $(CORE_UNIT_LIBS)
+tests_unit_check_vm_disks_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_vm_disks_LDADD = $(CORE_UNIT_LIBS)
 tests_unit_check_domain_xml_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_domain_xml_LDADD = $(CORE_UNIT_LIBS)
 tests_unit_check_classes_CFLAGS = $(UNIT_CFLAGS)
@@ -65,3 +68,36 @@ tests_unit_check_classes_LDADD = $(CORE_UNIT_LIBS)
 tests_unit_check_image_formats_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_image_formats_LDADD = modules/images/libvfimage.la $(ZLIB_LIBS) $(LZMA_LIBS) \
 	$(CHECK_LIBS) $(JSONC_LIBS)
+
+# The image fetchers against tests/lib/http_fixture (and, for the registry,
+# docker-registry on loopback): see tests/unit/fetchtest.h.
+check_PROGRAMS += tests/unit/check_image_fetch
+TESTS += tests/unit/check_image_fetch
+tests_unit_check_image_fetch_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_image_fetch_LDADD = modules/images/libvffetch.la $(CHECK_LIBS) $(JSONC_LIBS)
+EXTRA_DIST += tests/unit/fetchtest.h
+
+# The images module's validation, settings, image store and upload listener
+# (its sources compiled in; the controller is tested by images_e2e.sh).
+if BUILD_MODULE_IMAGES
+check_PROGRAMS += tests/unit/check_images_module
+TESTS += tests/unit/check_images_module
+tests_unit_check_images_module_SOURCES = tests/unit/check_images_module.c \
+	modules/images/module.c modules/images/cvi.c modules/images/cvi_kind.c modules/images/cvi_import.c \
+	modules/images/image_store.c \
+	modules/images/upload.c modules/images/vd.c modules/images/vd_kind.c modules/images/vd_volume.c
+tests_unit_check_images_module_CFLAGS = $(UNIT_CFLAGS) $(CRYPTO_CFLAGS) $(LIBVIRT_CFLAGS)
+tests_unit_check_images_module_LDADD = modules/images/libvfimage.la modules/images/libvffetch.la \
+	$(MHD_LIBS) $(CURL_LIBS) $(CRYPTO_LIBS) $(LIBVIRT_LIBS) $(CHECK_LIBS) $(JSONC_LIBS) -lpthread
+# VirtualDisk: validation, settings, volume jobs on libvirt's test driver.
+check_PROGRAMS += tests/unit/check_vd
+TESTS += tests/unit/check_vd
+tests_unit_check_vd_SOURCES = tests/unit/check_vd.c modules/images/vd.c modules/images/vd_kind.c \
+	modules/images/vd_volume.c
+tests_unit_check_vd_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_vd_LDADD = $(LIBVIRT_LIBS) $(CHECK_LIBS) $(JSONC_LIBS)
+endif
+check_PROGRAMS += tests/unit/check_image_registry
+TESTS += tests/unit/check_image_registry
+tests_unit_check_image_registry_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_image_registry_LDADD = modules/images/libvffetch.la $(CHECK_LIBS) $(JSONC_LIBS)
