@@ -628,8 +628,11 @@ static void reconcile(struct vf_images *im, const struct json_object *obj)
     }
     bool deleting = member(meta, "deletionTimestamp") != NULL;
     r->deleting = deleting;
-    if (!deleting && !has_finalizer(obj)) {
-        finalizer_update(im, obj, true);   /* its event brings the image back */
+    if (!has_finalizer(obj)) {
+        /* Not ours yet: take it on.  Being deleted without ours: already
+         * cleaned up, another finalizer (a disk copying from it) holds it. */
+        if (!deleting)
+            finalizer_update(im, obj, true);   /* its event brings the image back */
         return;
     }
     struct json_object *status = status_copy(obj);

@@ -448,13 +448,22 @@ static char *node_uri(struct migrate *m, const char *node, bool *local)
     return uri;
 }
 
-/* Are all the VM's disks on shared storage?  The core's domains have none
- * of their own; attached disks come from spec.blockDeviceRefs and are
- * copied (BlockMigration) since no shared storage is declared yet. */
+/* Must the migration copy the VM's disks?  The VM controller says so in its
+ * Migratable condition: reason NonSharedDisks for disks in a node's local
+ * pool (BlockMigration), SharedStorage when every disk is on storage both
+ * nodes see (LiveMigration); a VM without disks has no such condition. */
 static bool has_local_disks(const struct json_object *vm)
 {
-    struct json_object *refs = mig_member(mig_member(vm, "spec"), "blockDeviceRefs");
-    return refs && json_object_is_type(refs, json_type_array) && json_object_array_length(refs);
+    struct json_object *conds = mig_member(mig_member(vm, "status"), "conditions");
+    if (!conds || !json_object_is_type(conds, json_type_array))
+        return false;
+    for (size_t i = 0; i < json_object_array_length(conds); i++) {
+        const struct json_object *c = json_object_array_get_idx(conds, i);
+        const char *type = mig_string(c, "type"), *reason = mig_string(c, "reason");
+        if (type && !strcmp(type, "Migratable"))
+            return reason && !strcmp(reason, "NonSharedDisks");
+    }
+    return false;
 }
 
 int mig_run_begin(struct migrate *m, const struct json_object *op, const struct json_object *vm,
