@@ -37,6 +37,8 @@
 /* A configuration file is a few kilobytes; refuse to slurp anything huge. */
 #define FILE_SIZE_MAX (4 << 20)
 #define WORKERS_MAX 64
+/* libvirt keeps a network as NAME.xml; a sane name is short. */
+#define LIBVIRT_NETWORK_MAX 64
 
 /* ---- collected errors ------------------------------------------------------ */
 
@@ -843,12 +845,41 @@ static struct json_object *load_cidrs(struct loader *ld, const config_setting_t 
     return out;
 }
 
+/* The libvirt network VM interfaces join: a name libvirt accepts on every
+ * node (it keeps the network as NAME.xml, hence no "/"), checked here so that
+ * a typo fails the load or reload instead of every start. */
+static struct json_object *load_libvirt_network(struct loader *ld, const config_setting_t *s,
+                                                const char *path)
+{
+    const char *v = want_string(ld, s, path);
+    if (!v)
+        return NULL;
+    record_line(ld, path, s);
+    if (!*v) {
+        problem(ld, s, path, "must not be empty (leave the setting out for VMs without a "
+                "network interface)");
+        return NULL;
+    }
+    if (strlen(v) > LIBVIRT_NETWORK_MAX) {
+        problem(ld, s, path, "%s is longer than %d characters", Q(v), LIBVIRT_NETWORK_MAX);
+        return NULL;
+    }
+    for (const char *c = v; *c; c++) {
+        if (*c == '/' || (unsigned char)*c < 0x20 || *c == 0x7f) {
+            problem(ld, s, path, "%s is not a libvirt network name (no \"/\" or control "
+                    "characters)", Q(v));
+            return NULL;
+        }
+    }
+    return json_object_new_string(v);
+}
+
 static void load_virtualization(struct loader *ld, const config_setting_t *g, const char *path)
 {
-    /* Free-form groups the seeds place under the virtualization settings; the
-     * modules that own them check them. */
-    static const char *const keys[] = { "virtualMachineCIDRs", "virtualImages", "virtualDisks",
-                                        "dvcr", "audit" };
+    /* After the first two, free-form groups the seeds place under the
+     * virtualization settings; the modules that own them check them. */
+    static const char *const keys[] = { "virtualMachineCIDRs", "libvirtNetwork", "virtualImages",
+                                        "virtualDisks", "dvcr", "audit" };
     struct json_object *virt = ld->cfg->virtualization;
     char p[PATH_MAX_LEN];
 
@@ -861,9 +892,11 @@ static void load_virtualization(struct loader *ld, const config_setting_t *g, co
         path_member(p, path, name);
         if (strcmp(name, "virtualMachineCIDRs") == 0) {
             v = load_cidrs(ld, s, p);
+        } else if (strcmp(name, "libvirtNetwork") == 0) {
+            v = load_libvirt_network(ld, s, p);
         } else {
             bool known = false;
-            for (unsigned k = 1; k < ARRAY_SIZE(keys); k++)
+            for (unsigned k = 2; k < ARRAY_SIZE(keys); k++)
                 known = known || strcmp(name, keys[k]) == 0;
             if (!known) {
                 unknown_key(ld, s, p, keys, ARRAY_SIZE(keys));

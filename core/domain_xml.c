@@ -15,6 +15,7 @@
 #include "json_util.h"
 #include "quantity.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -178,7 +179,7 @@ static int parse_percent(const char *s, int *out)
 /* A MAC in QEMU's locally administered range 52:54:00, the other three bytes
  * from an FNV-1a hash of the uid: stable across restarts and migrations
  * without storing it anywhere. */
-static void mac_from_uid(const char *uid, char out[18])
+void vf_domain_mac_from_uid(const char *uid, char out[18])
 {
     uint32_t h = 2166136261u;
     for (const unsigned char *p = (const unsigned char *)uid; *p; p++) {
@@ -186,6 +187,38 @@ static void mac_from_uid(const char *uid, char out[18])
         h *= 16777619u;
     }
     snprintf(out, 18, "52:54:00:%02x:%02x:%02x", (h >> 16) & 0xff, (h >> 8) & 0xff, h & 0xff);
+}
+
+/* A MAC that follows from the VM's address, so that it is unique wherever the
+ * address is (the ipam never issues one twice) and a DHCP host entry can be
+ * written for it before the domain exists.  Both forms are locally
+ * administered unicast (second-lowest bit of the first byte set, lowest
+ * clear).  IPv4 a.b.c.d -> 02:00:aa:bb:cc:dd.  IPv6 starts with 06, so that it
+ * never meets an IPv4 one, then the address's last 5 bytes, the first of them
+ * XORed with a hash of the 11 bytes before: addresses of one subnet of up to
+ * 2^40 addresses (and the first 2^40 of any larger one) never share a MAC;
+ * two addresses of different subnets with equal last 4 bytes do when their
+ * prefixes' hashes differ exactly as their fifth-last bytes do (1 in 256 for
+ * two subnets allocated from the start). */
+int vf_domain_mac_from_ip(const char *ip, char out[18])
+{
+    unsigned char a[16];
+    if (!ip)
+        return -EINVAL;
+    if (inet_pton(AF_INET, ip, a) == 1) {
+        snprintf(out, 18, "02:00:%02x:%02x:%02x:%02x", a[0], a[1], a[2], a[3]);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, ip, a) != 1)
+        return -EINVAL;
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < 11; i++) {
+        h ^= a[i];
+        h *= 16777619u;
+    }
+    unsigned char fold = (unsigned char)(h ^ (h >> 8) ^ (h >> 16) ^ (h >> 24));
+    snprintf(out, 18, "06:%02x:%02x:%02x:%02x:%02x", a[11] ^ fold, a[12], a[13], a[14], a[15]);
+    return 0;
 }
 
 /* ---- <cpu> ------------------------------------------------------------------- */
@@ -534,7 +567,7 @@ int vf_domain_xml(const struct json_object *vm, const struct json_object *vmclas
     if (opts->mac)
         snprintf(mac, sizeof mac, "%s", opts->mac);
     else
-        mac_from_uid(f.uid, mac);
+        vf_domain_mac_from_uid(f.uid, mac);
 
     buf_add(&b, "<domain type='");
     xml_escape(&b, opts->domain_type);

@@ -40,6 +40,12 @@ int vf_domain_xml(const struct json_object *vm, const struct json_object *vmclas
 /* The <cpu> element alone for a class (used by Discovery and migration checks). */
 int vf_domain_cpu_xml(const struct json_object *vmclass, const char *baseline_cpu_xml, char **xml,
                       struct vf_error *err);
+/* The NIC's MAC for a VM with address ip (IPv4 or IPv6; see domain_xml.c for
+ * the mapping and its one caveat) into out; 0 or -EINVAL for no address. */
+int vf_domain_mac_from_ip(const char *ip, char out[18]);
+/* The NIC's MAC when the VM has no address (no virtualMachineCIDRs): 52:54:00
+ * and a hash of the uid, the default when options.mac is NULL. */
+void vf_domain_mac_from_uid(const char *uid, char out[18]);
 /* Reads the vf:vm metadata uid out of a domain's XML (bounded scan); 0 or -ENOENT. */
 int vf_domain_xml_vm_uid(const char *xml, char *uid, size_t len);
 #endif

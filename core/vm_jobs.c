@@ -5,11 +5,19 @@
  *
  * The jobs form one group of workers.h: vf_vm_jobs_drop_all() (the controller
  * stopping) lets go of them all, so a result that arrives later is dropped
- * without touching freed state. */
+ * without touching freed state.
+ *
+ * A VM on a libvirt network has a DHCP host entry there (vm_network.h) for as
+ * long as its domain is defined on the node: START writes it before defining
+ * the domain, and whatever undefines the domain (CLEANUP) removes the entries
+ * of the networks the domain's own XML names, so that a reload that changed
+ * the network still cleans up the old one. */
 #include <config.h>
 #include "vms_internal.h"
 #include "domain_xml.h"
+#include "log.h"
 #include "loop.h"
+#include "vm_network.h"
 #include "workers.h"
 
 #include <errno.h>
@@ -53,12 +61,24 @@ struct vf_vm_job *vf_vm_job_new(enum vf_vm_job_type type, const char *node, cons
     return j;
 }
 
+int vf_vm_job_set_net(struct vf_vm_job *j, const char *network, const char *mac, const char *ip)
+{
+    free(j->network);
+    j->network = network ? strdup(network) : NULL;
+    snprintf(j->mac, sizeof j->mac, "%s", mac ? mac : "");
+    snprintf(j->ip, sizeof j->ip, "%s", ip ? ip : "");
+    return network && !j->network ? -ENOMEM : 0;
+}
+
 void vf_vm_job_free(struct vf_vm_job *j)
 {
     if (!j)
         return;
     if (j->conn)
         virConnectClose(j->conn);
+    if (j->peer)
+        virConnectClose(j->peer);
+    free(j->network);
     free(j->node);
     free(j->vm);
     free(j->xml);
@@ -155,6 +175,57 @@ static void scan_work(struct vf_vm_job *j)
     j->rc = 0;
 }
 
+/* ---- network interfaces ------------------------------------------------------ */
+
+#define NICS_MAX 4
+
+/* The networks dom's XML attaches it to; 0 when none (or unreadable). */
+static size_t domain_nics(virDomainPtr dom, struct vf_vm_nic *nics)
+{
+    char *xml = dom ? virDomainGetXMLDesc(dom, 0) : NULL;
+    size_t n = xml ? vf_vm_network_nics(xml, nics, NICS_MAX) : 0;
+    free(xml);
+    virResetLastError();
+    return n;
+}
+
+/* Best effort: the entry goes with the definition it belongs to, and a
+ * network gone from the node must not keep a VM from being deleted. */
+static void nics_remove(struct vf_vm_job *j, virConnectPtr conn, const char *node,
+                        const struct vf_vm_nic *nics, size_t n)
+{
+    char msg[VF_VM_ERROR_MAX];
+    for (size_t i = 0; i < n; i++)
+        if (vf_vm_network_remove(conn, nics[i].network, nics[i].mac, j->vm,
+                                 j->ip[0] ? j->ip : NULL, msg, sizeof msg) < 0)
+            vf_log_warn("vm \"%s\": node \"%s\": removing its DHCP host entry failed: %s",
+                        j->vm, node, msg);
+}
+
+/* START: the entry that hands the VM its address, before its domain exists. */
+static int start_net(struct vf_vm_job *j, virDomainPtr old)
+{
+    if (old) {
+        /* An inactive definition from before a reload may name another network. */
+        struct vf_vm_nic nics[NICS_MAX];
+        size_t n = domain_nics(old, nics), keep = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!j->network || strcmp(nics[i].network, j->network))
+                nics[keep++] = nics[i];
+        nics_remove(j, j->conn, j->node, nics, keep);
+    }
+    if (!j->network || !j->ip[0])
+        return 0;
+    char msg[VF_VM_ERROR_MAX - 32];
+    int rc = vf_vm_network_add(j->conn, j->network, j->mac[0] ? j->mac : NULL, j->vm, j->ip, msg,
+                               sizeof msg);
+    if (rc < 0) {
+        snprintf(j->error, sizeof j->error, "%s", msg);
+        j->rc = rc;
+    }
+    return rc;
+}
+
 static void start_work(struct vf_vm_job *j)
 {
     virDomainPtr dom = lookup(j);
@@ -164,13 +235,23 @@ static void start_work(struct vf_vm_job *j)
         virDomainFree(dom);   /* already running: never start twice */
         return;
     }
+    int rc = start_net(j, dom);
     /* Defining again replaces an inactive definition: the domain then starts
      * from the current spec. */
     if (dom)
         virDomainFree(dom);
+    if (rc < 0)
+        return;
     dom = virDomainDefineXML(j->conn, j->xml);
     if (!dom) {
         job_fail(j, -EINVAL, "defining the domain failed");
+        if (j->network && j->ip[0]) {
+            struct vf_vm_nic nic;
+            memset(&nic, 0, sizeof nic);
+            snprintf(nic.network, sizeof nic.network, "%s", j->network);
+            snprintf(nic.mac, sizeof nic.mac, "%s", j->mac);
+            nics_remove(j, j->conn, j->node, &nic, 1);
+        }
         return;
     }
     j->state = VF_DOM_INACTIVE;
@@ -209,6 +290,8 @@ static void cleanup_work(struct vf_vm_job *j)
     virDomainPtr dom = lookup(j);
     if (!dom)
         return;
+    struct vf_vm_nic nics[NICS_MAX];
+    size_t n_nics = domain_nics(dom, nics);
     if (j->state == VF_DOM_ACTIVE && virDomainDestroy(dom) < 0) {
         job_fail(j, -EIO, "destroying the domain failed");
         j->state = dom_state(dom);
@@ -230,8 +313,44 @@ static void cleanup_work(struct vf_vm_job *j)
         j->state = dom_state(dom);
     } else {
         j->state = VF_DOM_ABSENT;
+        nics_remove(j, j->conn, j->node, nics, n_nics);
     }
     virDomainFree(dom);
+}
+
+/* Migration: the networks come from the VM's domain on the peer node (where
+ * it runs), else from one still defined here, else from the caller. */
+static void net_work(struct vf_vm_job *j)
+{
+    struct vf_vm_nic nics[NICS_MAX];
+    size_t n = 0;
+    virConnectPtr where[2] = {j->peer, j->conn};
+    for (int k = 0; k < 2 && !n; k++) {
+        virDomainPtr dom = where[k] ? virDomainLookupByUUIDString(where[k], j->uuid) : NULL;
+        virResetLastError();
+        if (dom) {
+            n = domain_nics(dom, nics);
+            virDomainFree(dom);
+        }
+    }
+    if (!n && j->network && j->mac[0]) {
+        snprintf(nics[0].network, sizeof nics[0].network, "%s", j->network);
+        snprintf(nics[0].mac, sizeof nics[0].mac, "%s", j->mac);
+        n = 1;
+    }
+    if (j->type == VF_VM_JOB_NET_REMOVE) {
+        nics_remove(j, j->conn, j->node, nics, n);
+        return;
+    }
+    for (size_t i = 0; i < n && j->ip[0]; i++) {
+        char msg[VF_VM_ERROR_MAX - 32];
+        int rc = vf_vm_network_add(j->conn, nics[i].network, nics[i].mac, j->vm, j->ip, msg,
+                                   sizeof msg);
+        if (rc < 0) {
+            snprintf(j->error, sizeof j->error, "%s", msg);
+            j->rc = rc;
+        }
+    }
 }
 
 static void probe_work(struct vf_vm_job *j)
@@ -250,6 +369,8 @@ static void job_run(void *opaque)
     case VF_VM_JOB_STOP: stop_work(j); break;
     case VF_VM_JOB_CLEANUP: cleanup_work(j); break;
     case VF_VM_JOB_PROBE: probe_work(j); break;
+    case VF_VM_JOB_NET_ADD:
+    case VF_VM_JOB_NET_REMOVE: net_work(j); break;
     }
 }
 

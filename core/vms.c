@@ -1,6 +1,6 @@
 /* The VirtualMachine controller.  It owns, in each VM's status: phase, node,
- * ipAddress, class, observedGeneration, lastOperation, requestedState and the
- * conditions ClassReady, IPAddressReady, DisksReady, Migratable, Running,
+ * ipAddress, macAddress, class, observedGeneration, lastOperation,
+ * requestedState and the conditions ClassReady, IPAddressReady, DisksReady, Migratable, Running,
  * NodeReady and DomainConflict (other controllers' fields are kept: every
  * write re-reads the VM).  It watches VirtualMachines, Nodes and
  * VirtualMachineClasses in the store (and VirtualDisks and
@@ -73,6 +73,11 @@ struct action {
     enum action_type type;
     char *xml;          /* ACT_START */
     bool force;         /* ACT_STOP */
+    /* ACT_START on a libvirt network: the NIC's MAC and the address its DHCP
+     * host entry hands out ("" when the VM has none). */
+    bool net;
+    char mac[18];
+    char ip[64];
 };
 
 struct node_rec {
@@ -132,6 +137,7 @@ static struct {
     struct vf_store *store;
     struct vf_store_watch *vm_watch, *node_watch, *class_watch, *disk_watch, *image_watch;
     struct vf_ipam *ipam;
+    char *network;              /* virtualization.libvirtNetwork, or NULL */
     struct node_rec *nodes;
     struct vm_rec *vms;
     struct json_object *dirty;  /* names of VMs to reconcile (an object used as a set) */
@@ -562,6 +568,32 @@ static bool ensure_ip(const char *name, const struct json_object *spec, struct j
     return true;
 }
 
+/* ---- the network interface ---------------------------------------------------------------- */
+
+/* With virtualization.libvirtNetwork the domain gets a NIC whose MAC follows
+ * from the VM's address (domain_xml.h; from its uid when it has none), shown
+ * as status.macAddress, and its node a DHCP host entry for the address
+ * (vm_jobs.c).  Settled at each start: a reload changes the network of VMs
+ * started afterwards, running VMs keep theirs. */
+static void nic_prepare(const struct vm_rec *v, struct json_object *status,
+                        struct vf_domain_xml_options *opts, struct action *a)
+{
+    const char *ip = string(status, "ipAddress");
+    a->net = C.network != NULL;
+    a->mac[0] = a->ip[0] = '\0';
+    if (!C.network) {
+        set_string(status, "macAddress", NULL);
+        return;
+    }
+    if (!ip || vf_domain_mac_from_ip(ip, a->mac) < 0)
+        vf_domain_mac_from_uid(v->uid, a->mac);
+    else
+        snprintf(a->ip, sizeof a->ip, "%s", ip);
+    opts->network = C.network;
+    opts->mac = a->mac;
+    set_string(status, "macAddress", a->mac);
+}
+
 /* ---- placement --------------------------------------------------------------------------- */
 
 static void place_reset(void)
@@ -789,6 +821,7 @@ static struct action place(struct vm_rec *v, const struct json_object *obj,
         .disks = disks.disks,
         .n_disks = disks.n,
     };
+    nic_prepare(v, status, &opts, &a);
     char *xml = NULL;
     int rc = vf_domain_xml(obj, vmclass, &opts, &xml, &err);
     vf_vm_disks_free(&disks);
@@ -856,6 +889,7 @@ static struct action restart_on_node(struct vm_rec *v, const struct json_object 
         .disks = disks.disks,
         .n_disks = disks.n,
     };
+    nic_prepare(v, status, &opts, &a);
     char *xml = NULL;
     int xrc = vf_domain_xml(obj, vmclass, &opts, &xml, &err);
     vf_vm_disks_free(&disks);
@@ -1209,12 +1243,19 @@ static int grace_ms_of(const struct json_object *spec)
     return (int)(s < 0 ? 0 : s) * 1000;
 }
 
+/* net: for START on a libvirt network (its entry), NULL otherwise; ip: the
+ * VM's address, which CLEANUP's removal of its entries matches. */
 static void submit(struct vm_rec *v, enum vf_vm_job_type type, const char *node, char *xml,
-                   bool force, int grace_ms)
+                   bool force, int grace_ms, const struct action *net, const char *ip)
 {
     static const char *const what[] = {"vm scan", "vm start", "vm stop", "vm cleanup",
                                        "vm probe"};
     struct vf_vm_job *j = vf_vm_job_new(type, node, v->name, v->uid);
+    if (j && vf_vm_job_set_net(j, net && net->net ? C.network : NULL, net ? net->mac : NULL,
+                               net ? net->ip : ip) < 0) {
+        vf_vm_job_free(j);
+        j = NULL;
+    }
     if (!j) {
         free(xml);
         vf_log_error("vm \"%s\": out of memory", v->name);
@@ -1243,17 +1284,19 @@ static void action_run(struct vm_rec *v, const struct json_object *obj, struct a
     case ACT_START:
         v->start_error[0] = '\0';
         v->stop_reason[0] = '\0';
-        submit(v, VF_VM_JOB_START, node, a->xml, false, 0);
+        submit(v, VF_VM_JOB_START, node, a->xml, false, 0, a, NULL);
         a->xml = NULL;
         return;
     case ACT_STOP:
-        submit(v, VF_VM_JOB_STOP, node, NULL, a->force, grace_ms_of(member(obj, "spec")));
+        submit(v, VF_VM_JOB_STOP, node, NULL, a->force, grace_ms_of(member(obj, "spec")), NULL,
+               NULL);
         return;
     case ACT_CLEANUP:
-        submit(v, VF_VM_JOB_CLEANUP, node, NULL, true, 0);
+        submit(v, VF_VM_JOB_CLEANUP, node, NULL, true, 0, NULL,
+               string(member(obj, "status"), "ipAddress"));
         return;
     case ACT_PROBE:
-        submit(v, VF_VM_JOB_PROBE, node, NULL, false, 0);
+        submit(v, VF_VM_JOB_PROBE, node, NULL, false, 0, NULL, NULL);
         return;
     case ACT_FINALIZE:
         ip_release(v->name);
@@ -1323,8 +1366,10 @@ static void scan_retry(void *opaque)
 static void stale_cleanup(const char *node, const struct vf_vm_domain *d, const char *vm)
 {
     struct vf_vm_job *j = vf_vm_job_new(VF_VM_JOB_CLEANUP, node, vm, d->uuid);
-    if (!j)
+    if (!j || vf_vm_job_set_net(j, NULL, NULL, C.ipam ? vf_ipam_lookup(C.ipam, vm) : NULL) < 0) {
+        vf_vm_job_free(j);
         return;
+    }
     j->detached = true;
     vf_log_info("vm \"%s\": node \"%s\" still has a shut-off definition of it (domain \"%s\"); "
                 "undefining it", vm, node, d->name);
@@ -1754,6 +1799,44 @@ static void migration_merge(struct json_object *status, const struct json_object
     }
 }
 
+static void net_job_done(struct vf_vm_job *j)
+{
+    if (j->rc < 0)
+        vf_log_warn("vm \"%s\": node \"%s\": %s", j->vm, j->node, j->error);
+}
+
+/* The VM's DHCP host entries follow a migration: added on the target when it
+ * begins (the guest may renew its lease there at any time after), removed
+ * from the node it left when it ends.  Which networks: those its domain on
+ * `peer` names.  Best effort (logged): the migration does not wait for it.
+ * Only VMs started with a NIC (status.macAddress) have entries. */
+static void migration_net(const struct json_object *obj, enum vf_vm_job_type type,
+                          const char *node, const char *peer)
+{
+    const struct json_object *st = member(obj, "status");
+    const char *mac = string(st, "macAddress");
+    if (!mac || !node || !peer)
+        return;
+    struct vf_vm_job *j = vf_vm_job_new(type, node, vf_object_name(obj),
+                                        string(member(obj, "metadata"), "uid"));
+    if (!j || vf_vm_job_set_net(j, C.network, mac, string(st, "ipAddress")) < 0) {
+        vf_vm_job_free(j);
+        return;
+    }
+    j->detached = true;
+    j->done = net_job_done;
+    void *pc = vf_cluster_connection(peer);
+    if (pc) {
+        virConnectRef(pc);
+        j->peer = pc;
+    }
+    int rc = vf_vm_job_submit(j, vf_cluster_connection(node),
+                              type == VF_VM_JOB_NET_ADD ? "vm dhcp add" : "vm dhcp remove");
+    if (rc < 0)
+        vf_log_warn("vm \"%s\": node \"%s\": cannot update its DHCP host entry: %s",
+                    vf_object_name(obj), node, strerror(-rc));
+}
+
 int vf_vms_migration_target(const char *vm, const char *node_name,
                             const struct json_object *selector, const char *const *exclude,
                             char *target, size_t len, struct vf_error *err)
@@ -1794,6 +1877,8 @@ int vf_vms_migration_begin(const char *vm, const char *target, const struct json
     vf_vms_condition_set(status, "Running", "True", "Migrating", msg);
     rc = vf_objects_update_status(VF_VM_KIND, vm, status, NULL, err);
     json_object_put(status);
+    if (rc == 0)
+        migration_net(obj, VF_VM_JOB_NET_ADD, target, source);
     json_object_put(obj);
     C.place.valid = false;
     if (rc == 0)
@@ -1845,6 +1930,13 @@ int vf_vms_migration_end(const char *vm, const char *node, const struct json_obj
     vf_vms_condition_set(status, "Running", "True", "Running", msg);
     int rc = vf_objects_update_status(VF_VM_KIND, vm, status, NULL, err);
     json_object_put(status);
+    if (rc == 0) {
+        /* The node it did not end on: the source, or the target of a
+         * migration that failed. */
+        const char *left = str_eq(node, string(oms, "targetNode")) ? string(oms, "sourceNode")
+                                                                   : string(oms, "targetNode");
+        migration_net(obj, VF_VM_JOB_NET_REMOVE, left, node);
+    }
     json_object_put(obj);
     if (rc < 0)
         return rc;
@@ -1883,6 +1975,11 @@ void vf_vms_op_stop(const char *vm, bool force)
 }
 
 /* ---- the interface ------------------------------------------------------------------------ */
+
+static const char *network_of(const struct vf_config *cfg)
+{
+    return string(cfg ? cfg->virtualization : NULL, "libvirtNetwork");
+}
 
 static const struct json_object *cidrs_of(const struct vf_config *cfg)
 {
@@ -1928,6 +2025,12 @@ int vf_vms_start(const struct vf_config *cfg)
             return rc;
         }
         ipam_rebuild(C.ipam);
+    }
+    if (network_of(cfg) && !(C.network = strdup(network_of(cfg)))) {
+        vf_log_error("vms: out of memory");
+        vf_ipam_free(C.ipam);
+        memset(&C, 0, sizeof C);
+        return -ENOMEM;
     }
     C.dirty = json_object_new_object();
     C.started = true;
@@ -1988,6 +2091,13 @@ void vf_vms_apply_config(const struct vf_config *cfg)
 {
     if (!C.started)
         return;
+    const char *network = network_of(cfg);
+    if (!str_eq(C.network, network)) {
+        vf_log_info("vms: virtualization.libvirtNetwork is now %s%s%s; VMs started from now on "
+                    "use it, running ones keep theirs", network ? "\"" : "",
+                    network ? network : "unset", network ? "\"" : "");
+        str_set(&C.network, network);
+    }
     const struct json_object *cidrs = cidrs_of(cfg);
     struct vf_ipam *next = NULL;
     struct vf_error err = {0};
@@ -2045,6 +2155,7 @@ void vf_vms_stop(void)
     place_reset();
     if (C.ipam)
         vf_ipam_free(C.ipam);
+    free(C.network);
     json_object_put(C.dirty);
     memset(&C, 0, sizeof C);
 }

@@ -9,7 +9,8 @@
 #include "config.h"
 
 int vf_vms_start(const struct vf_config *cfg);
-/* Reload: new virtualMachineCIDRs.  -EBUSY (errors collected) when a removed
+/* Reload: new virtualMachineCIDRs (and libvirtNetwork, which only VMs
+ * started afterwards use).  -EBUSY (errors collected) when a removed
  * subnet still has issued addresses: the reload must then be refused. */
 int vf_vms_check_config(const struct vf_config *cfg, struct vf_config_errors *errors);
 void vf_vms_apply_config(const struct vf_config *cfg);

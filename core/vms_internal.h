@@ -26,6 +26,11 @@ enum vf_vm_job_type {
     VF_VM_JOB_STOP,     /* graceful shutdown, or destroy when `force` */
     VF_VM_JOB_CLEANUP,  /* destroy if active, then undefine */
     VF_VM_JOB_PROBE,    /* read the domain's state */
+    /* Live migration: add the VM's DHCP host entries on this node (its target)
+     * or remove them (the node it left), for the networks its domain on
+     * `peer` (else here) is attached to.  Best effort: failures are logged. */
+    VF_VM_JOB_NET_ADD,
+    VF_VM_JOB_NET_REMOVE,
 };
 
 struct vf_vm_domain {               /* one domain a scan found */
@@ -50,6 +55,15 @@ struct vf_vm_job {
     uint64_t seq;                   /* the caller's: what the result must be checked against */
     uint64_t conn_seq;              /* SCAN: which connection of the node it listed */
     bool detached;                  /* CLEANUP of a stale copy: no VM waits for it */
+    /* The VM's network interface (virtualization.libvirtNetwork).  START:
+     * when network and ip are set, the DHCP host entry that hands ip to the
+     * guest is written on the node before the domain starts.  CLEANUP and
+     * NET_*: ip (may be "") finds the VM's entries; network and mac are used
+     * only when no domain tells which network it is attached to. */
+    char *network;
+    char mac[18];
+    char ip[64];
+    void *peer;                     /* NET_*: another node's connection (a reference) */
     vf_vm_job_done_fn done;         /* on the loop thread; the job is freed after it */
 
     /* Result. */
@@ -65,6 +79,8 @@ struct vf_vm_job {
     void *conn;
 };
 
+/* Set j's network interface fields (network may be NULL, ip and mac too). */
+int vf_vm_job_set_net(struct vf_vm_job *j, const char *network, const char *mac, const char *ip);
 /* A new job for node (and vm, which may be NULL for a scan), or NULL. */
 struct vf_vm_job *vf_vm_job_new(enum vf_vm_job_type type, const char *node, const char *vm,
                                 const char *uuid);

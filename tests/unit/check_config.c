@@ -466,8 +466,59 @@ START_TEST(virtualization_unknown)
                "\"virtualMachineCIDRs\"?\n"
                "test.conf:3: virtualization.virtualDisk: unknown setting; did you mean \"virtualDisks\"?\n"
                "test.conf:4: virtualization.podCIDR: unknown setting (known: virtualMachineCIDRs, "
-               "virtualImages, virtualDisks, dvcr, audit)\n"
+               "libvirtNetwork, virtualImages, virtualDisks, dvcr, audit)\n"
                "test.conf:5: virtualization.dvcr: expected a group like { ... }, got the integer 1");
+}
+END_TEST
+
+START_TEST(libvirt_network_valid)
+{
+    load_ok("virtualization = {\n"
+            "  virtualMachineCIDRs = [ \"10.66.10.0/24\" ];\n"
+            "  libvirtNetwork = \"vf-net_1.lan\";\n"
+            "};\n");
+    ck_assert_str_eq(json_object_get_string(
+                         json_object_object_get(cfg->virtualization, "libvirtNetwork")),
+                     "vf-net_1.lan");
+    ck_assert_int_eq(vf_config_line(cfg, "virtualization.libvirtNetwork"), 3);
+    teardown();
+    /* Unset: no member at all (VMs get no interface). */
+    load_ok("virtualization = { virtualMachineCIDRs = [ \"10.66.10.0/24\" ]; };");
+    ck_assert_ptr_null(json_object_object_get(cfg->virtualization, "libvirtNetwork"));
+}
+END_TEST
+
+START_TEST(libvirt_network_invalid)
+{
+    char text[512];
+    load_fails("virtualization = {\n  libvirtNetwork = \"\";\n};\n",
+               "test.conf:2: virtualization.libvirtNetwork: must not be empty (leave the setting "
+               "out for VMs without a network interface)");
+    teardown();
+    load_fails("virtualization = { libvirtNetwork = \"../etc/net\"; };",
+               "test.conf:1: virtualization.libvirtNetwork: \"../etc/net\" is not a libvirt "
+               "network name (no \"/\" or control characters)");
+    teardown();
+    load_fails("virtualization = { libvirtNetwork = \"a\\nb\"; };",
+               "test.conf:1: virtualization.libvirtNetwork: \"a\\x0ab\" is not a libvirt "
+               "network name (no \"/\" or control characters)");
+    teardown();
+    snprintf(text, sizeof text, "virtualization = {\n\n  libvirtNetwork = \"%065d\";\n};\n", 0);
+    char want[512];
+    snprintf(want, sizeof want, "test.conf:3: virtualization.libvirtNetwork: \"%065d\" is longer "
+             "than 64 characters", 0);
+    load_fails(text, want);
+    teardown();
+    /* 64 is fine. */
+    snprintf(text, sizeof text, "virtualization = { libvirtNetwork = \"%064d\"; };", 0);
+    load_ok(text);
+    teardown();
+    load_fails("virtualization = { libvirtNetwork = [ \"default\" ]; };",
+               "test.conf:1: virtualization.libvirtNetwork: expected a string, got an array");
+    teardown();
+    load_fails("virtualization = { libvirtNetwrok = \"default\"; };",
+               "test.conf:1: virtualization.libvirtNetwrok: unknown setting; did you mean "
+               "\"libvirtNetwork\"?");
 }
 END_TEST
 
@@ -813,6 +864,8 @@ static Suite *config_suite(void)
     ADD_CASE(s, "cidrs malformed", cidrs_malformed);
     ADD_CASE(s, "virtualization free form", virtualization_free_form);
     ADD_CASE(s, "virtualization unknown", virtualization_unknown);
+    ADD_CASE(s, "libvirtNetwork valid", libvirt_network_valid);
+    ADD_CASE(s, "libvirtNetwork invalid", libvirt_network_invalid);
     ADD_CASE(s, "modules entries", modules_entries);
     ADD_CASE(s, "modules errors", modules_errors);
     ADD_CASE(s, "errors collected", errors_collected);

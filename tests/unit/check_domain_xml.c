@@ -304,6 +304,57 @@ START_TEST(test_nic_and_mac)
 }
 END_TEST
 
+/* The NIC's MAC follows from the VM's address: unique because addresses
+ * are, locally administered unicast, and never the same for IPv4 and IPv6. */
+START_TEST(test_mac_from_ip)
+{
+    char mac[18], other[18];
+    ck_assert_int_eq(vf_domain_mac_from_ip("10.66.10.1", mac), 0);
+    ck_assert_str_eq(mac, "02:00:0a:42:0a:01");
+    ck_assert_int_eq(vf_domain_mac_from_ip("255.0.128.7", mac), 0);
+    ck_assert_str_eq(mac, "02:00:ff:00:80:07");
+
+    /* IPv6: 06, then the last 5 bytes with the first mixed with the prefix. */
+    ck_assert_int_eq(vf_domain_mac_from_ip("fd00:66::a42:a01", mac), 0);
+    ck_assert_int_eq(strncmp(mac, "06:", 3), 0);
+    ck_assert_str_eq(mac + 5, ":0a:42:0a:01");
+    ck_assert_str_ne(mac, "02:00:0a:42:0a:01");
+    /* Neighbours in one subnet differ; so do equal suffixes in these two subnets. */
+    ck_assert_int_eq(vf_domain_mac_from_ip("fd00:66::1", mac), 0);
+    ck_assert_int_eq(vf_domain_mac_from_ip("fd00:66::2", other), 0);
+    ck_assert_str_ne(mac, other);
+    ck_assert_int_eq(vf_domain_mac_from_ip("fd00:67::1", other), 0);
+    ck_assert_str_ne(mac, other);
+    ck_assert_int_eq(vf_domain_mac_from_ip("fd00:66::100:0:1", other), 0);
+    ck_assert_str_ne(mac, other);
+    /* Stable. */
+    ck_assert_int_eq(vf_domain_mac_from_ip("FD00:66:0::1", other), 0);
+    ck_assert_str_eq(mac, other);
+
+    /* First byte: locally administered (0x02) and unicast (not 0x01). */
+    unsigned first = (unsigned)strtoul(mac, NULL, 16);
+    ck_assert_uint_eq(first & 0x03, 0x02);
+
+    ck_assert_int_eq(vf_domain_mac_from_ip("10.66.10", mac), -EINVAL);
+    ck_assert_int_eq(vf_domain_mac_from_ip("", mac), -EINVAL);
+    ck_assert_int_eq(vf_domain_mac_from_ip(NULL, mac), -EINVAL);
+
+    /* As the NIC's MAC. */
+    ck_assert_int_eq(vf_domain_mac_from_ip("10.66.10.3", mac), 0);
+    struct vf_domain_xml_options o = {.domain_type = "kvm", .network = "vfnet", .mac = mac};
+    char *xml = xml_for("{\"type\":\"Host\"}", &o);
+    ASSERT_HAS(xml, "    <interface type='network'>\n      <source network='vfnet'/>\n"
+                    "      <mac address='02:00:0a:42:0a:03'/>\n      <model type='virtio'/>\n"
+                    "    </interface>\n");
+    free(xml);
+    /* No network: no interface at all. */
+    o.network = NULL;
+    xml = xml_for("{\"type\":\"Host\"}", &o);
+    ASSERT_LACKS(xml, "<interface");
+    free(xml);
+}
+END_TEST
+
 /* Every error names the object and the field to fix. */
 START_TEST(test_errors_name_the_field)
 {
@@ -569,6 +620,7 @@ static Suite *domain_xml_suite(void)
         {"discovery_needs_baseline", test_discovery_needs_baseline},
         {"firmware_and_kernel", test_firmware_and_kernel},
         {"nic_and_mac", test_nic_and_mac},
+        {"mac_from_ip", test_mac_from_ip},
         {"errors", test_errors_name_the_field},
         {"vm_uid_scan", test_vm_uid_scan},
         {"test_driver_round_trip", test_test_driver_round_trip},

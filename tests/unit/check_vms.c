@@ -23,6 +23,7 @@
 #include "core/objects.h"
 #include "core/store.h"
 #include "core/vms.h"
+#include "core/vms_internal.h"
 #include "core/workers.h"
 #include "tests/unit/testlib.h"
 #include "tests/unit/teststack.h"
@@ -290,6 +291,66 @@ static void dom_destroy(const char *node, const char *name)
     vf_loop_call(dom_on_loop, &q);
     ck_assert_msg(q.exists, "domain %s not on %s", name, node);
 }
+
+/* ---- networks, through the daemon's own connections --------------------------- */
+
+struct net_req {
+    const char *node, *network;
+    const char *add;        /* a <host> to add first, or NULL */
+    char *xml;              /* the network's XML afterwards */
+};
+
+static void net_on_loop(void *opaque)
+{
+    struct net_req *q = opaque;
+    virConnectPtr conn = vf_cluster_connection(q->node);
+    ck_assert_msg(conn != NULL, "node %s is not connected", q->node);
+    virNetworkPtr n = virNetworkLookupByName(conn, q->network);
+    ck_assert_msg(n != NULL, "network %s not on %s", q->network, q->node);
+    if (q->add)
+        ck_assert_int_eq(virNetworkUpdate(n, VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+                                          VIR_NETWORK_SECTION_IP_DHCP_HOST, 0, q->add,
+                                          VIR_NETWORK_UPDATE_AFFECT_LIVE |
+                                              VIR_NETWORK_UPDATE_AFFECT_CONFIG), 0);
+    q->xml = virNetworkGetXMLDesc(n, 0);
+    virNetworkFree(n);
+}
+
+/* The network's XML (free()); add: a host entry to add before. */
+static char *net_xml(const char *node, const char *network, const char *add)
+{
+    struct net_req q = {.node = node, .network = network, .add = add};
+    vf_loop_call(net_on_loop, &q);
+    ck_assert_ptr_nonnull(q.xml);
+    return q.xml;
+}
+
+struct dom_xml_req {
+    const char *node, *name;
+    char *xml;
+};
+
+static void dom_xml_on_loop(void *opaque)
+{
+    struct dom_xml_req *q = opaque;
+    virDomainPtr d = virDomainLookupByName(vf_cluster_connection(q->node), q->name);
+    ck_assert_msg(d != NULL, "domain %s not on %s", q->name, q->node);
+    q->xml = virDomainGetXMLDesc(d, 0);
+    virDomainFree(d);
+}
+
+static char *dom_xml(const char *node, const char *name)
+{
+    struct dom_xml_req q = {.node = node, .name = name};
+    vf_loop_call(dom_xml_on_loop, &q);
+    ck_assert_ptr_nonnull(q.xml);
+    return q.xml;
+}
+
+#define ASSERT_HAS(hay, needle) \
+    ck_assert_msg(strstr((hay), (needle)) != NULL, "missing \"%s\" in:\n%s", (needle), (hay))
+#define ASSERT_LACKS(hay, needle) \
+    ck_assert_msg(strstr((hay), (needle)) == NULL, "unexpected \"%s\" in:\n%s", (needle), (hay))
 
 /* ---- the tests ---------------------------------------------------------------- */
 
@@ -678,6 +739,262 @@ START_TEST(test_without_cidrs_no_address)
 }
 END_TEST
 
+/* ---- virtualization.libvirtNetwork: node-a has the networks vfnet and
+ * othernet (tests/lib/nodes/node-a.xml), node-b vfnet only --------------------- */
+
+#define ON_A ",\"nodeSelector\":{\"group\":\"blue\"}"
+#define ON_B ",\"nodeSelector\":{\"group\":\"green\"}"
+#define WEB_HOST "<host mac='02:00:0a:42:0a:01' name='web' ip='10.66.10.1'/>"
+
+static void network_setup(void)
+{
+    setup_with("virtualization = { virtualMachineCIDRs = [ \"" CIDR "\" ];\n"
+               "  libvirtNetwork = \"vfnet\"; };");
+}
+
+START_TEST(test_network_dhcp_host_entry)
+{
+    wait_field("Node", "node-a", "status.phase", "Ready", 5000);
+    /* Entries in the way: one for the address the VM gets, one with its name
+     * (both stale, e.g. from VMs deleted while the node was away), and one of
+     * someone else that must stay. */
+    free(net_xml("node-a", "vfnet", "<host mac='52:54:00:00:00:99' name='old' ip='10.66.10.1'/>"));
+    free(net_xml("node-a", "vfnet", "<host mac='52:54:00:00:00:98' name='web' ip='10.66.10.50'/>"));
+    char *x = net_xml("node-a", "vfnet",
+                      "<host mac='52:54:00:00:00:97' name='keep' ip='10.66.10.60'/>");
+    ASSERT_HAS(x, "name='old'");
+    free(x);
+
+    vm_create("web", ON_A);
+    wait_phase("web", "Running");
+    wait_field("VirtualMachine", "web", "status.macAddress", "02:00:0a:42:0a:01", 1000);
+    x = net_xml("node-a", "vfnet", NULL);
+    ASSERT_HAS(x, WEB_HOST);
+    ASSERT_LACKS(x, "name='old'");
+    ASSERT_LACKS(x, "10.66.10.50");
+    ASSERT_HAS(x, "<host mac='52:54:00:00:00:97' name='keep' ip='10.66.10.60'/>");
+    free(x);
+    char *d = dom_xml("node-a", "web");
+    ASSERT_HAS(d, "<mac address='02:00:0a:42:0a:01'/>");
+    ASSERT_HAS(d, "<source network='vfnet'");
+    ASSERT_HAS(d, "<model type='virtio'/>");
+    free(d);
+
+    /* Deleted: the entry goes with the domain; the other one stays. */
+    delete("VirtualMachine", "web");
+    wait_field("VirtualMachine", "web", "status.phase", NULL, 5000);
+    ck_assert_int_eq(dom("node-a", "web").exists, 0);
+    x = net_xml("node-a", "vfnet", NULL);
+    ASSERT_LACKS(x, "02:00:0a:42:0a:01");
+    ASSERT_LACKS(x, "name='web'");
+    ASSERT_HAS(x, "name='keep'");
+    free(x);
+}
+END_TEST
+
+static void othernet_setup(void)
+{
+    setup_with("virtualization = { virtualMachineCIDRs = [ \"" CIDR "\" ];\n"
+               "  libvirtNetwork = \"othernet\"; };");
+}
+
+/* The start fails on a node without the network, and says so. */
+START_TEST(test_network_missing_fails_start)
+{
+    wait_field("Node", "node-b", "status.phase", "Ready", 5000);
+    vm_create("lost", ON_B);
+    struct json_object *vm = wait_condition("lost", "Running", "StartFailed");
+    const char *msg = vf_test_json_str(condition(vm, "Running"), "message");
+    ck_assert_msg(strstr(msg, "node \"node-b\"") && strstr(msg, "network \"othernet\"") &&
+                  strstr(msg, "no such libvirt network on the node"), "message: %s", msg);
+    json_object_put(vm);
+    /* Nothing was defined there. */
+    ck_assert_int_eq(dom("node-b", "lost").exists, 0);
+}
+END_TEST
+
+/* The network has no DHCP subnet for the VM's address. */
+START_TEST(test_network_wrong_subnet_fails_start)
+{
+    wait_field("Node", "node-a", "status.phase", "Ready", 5000);
+    vm_create("astray", ON_A);
+    struct json_object *vm = wait_condition("astray", "Running", "StartFailed");
+    const char *msg = vf_test_json_str(condition(vm, "Running"), "message");
+    ck_assert_msg(strstr(msg, "node \"node-a\"") && strstr(msg, "network \"othernet\"") &&
+                  strstr(msg, "the address 10.66.10.1 is in none of its DHCP subnets "
+                              "(192.168.50.0/24)"), "message: %s", msg);
+    json_object_put(vm);
+    ck_assert_int_eq(dom("node-a", "astray").exists, 0);
+    char *x = net_xml("node-a", "othernet", NULL);
+    ASSERT_LACKS(x, "<host");
+    free(x);
+}
+END_TEST
+
+static void network6_setup(void)
+{
+    setup_with("virtualization = { virtualMachineCIDRs = [ \"fd00:66::/120\" ];\n"
+               "  libvirtNetwork = \"vfnet\"; };");
+}
+
+/* IPv6: a <host name= ip=/> (libvirt allows no MAC there) under the IPv6
+ * <ip>; a Stop undefines the domain and takes the entry along. */
+START_TEST(test_network_ipv6_entry)
+{
+    wait_field("Node", "node-a", "status.phase", "Ready", 5000);
+    vm_create("six", ON_A);
+    wait_phase("six", "Running");
+    wait_field("VirtualMachine", "six", "status.ipAddress", "fd00:66::1", 1000);
+    char *mac = field_dup("VirtualMachine", "six", "status.macAddress");
+    ck_assert_ptr_nonnull(mac);
+    ck_assert_int_eq(strncmp(mac, "06:", 3), 0);
+    char *x = net_xml("node-a", "vfnet", NULL);
+    const char *v6 = strstr(x, "family='ipv6'");
+    ck_assert_ptr_nonnull(v6);
+    const char *host = strstr(x, "<host name='six' ip='fd00:66::1'/>");
+    ck_assert_msg(host && host > v6, "no IPv6 host entry under the IPv6 <ip> in:\n%s", x);
+    free(x);
+    char *d = dom_xml("node-a", "six");
+    char want[64];
+    snprintf(want, sizeof want, "<mac address='%s'/>", mac);
+    ASSERT_HAS(d, want);
+    free(d);
+
+    vmop_create("stop-six", "six", "Stop", false);
+    wait_phase("six", "Stopped");
+    /* The node is let go once the definition (and the entry) is gone. */
+    for (int waited = 0;; waited += 20) {
+        char *node = field_dup("VirtualMachine", "six", "status.node");
+        bool gone = !node;
+        free(node);
+        if (gone)
+            break;
+        ck_assert_msg(waited < 5000, "vm six still on its node after 5 s");
+        sleep_ms(20);
+    }
+    ck_assert_int_eq(dom("node-a", "six").exists, 0);
+    x = net_xml("node-a", "vfnet", NULL);
+    ASSERT_LACKS(x, "name='six'");
+    free(x);
+    free(mac);
+}
+END_TEST
+
+/* A reload that unsets the network: VMs started afterwards get no interface;
+ * the running one keeps its entry, which goes with it when it is deleted. */
+START_TEST(test_network_reload)
+{
+    wait_field("Node", "node-a", "status.phase", "Ready", 5000);
+    vm_create("web", ON_A);
+    wait_phase("web", "Running");
+    struct check_req q = {.extra = "virtualization = { virtualMachineCIDRs = [ \"" CIDR "\" ]; };"};
+    vf_loop_call(check_on_loop, &q);
+    ck_assert_int_eq(q.rc, 0);
+    vm_create("plain", ON_A);
+    wait_phase("plain", "Running");
+    ck_assert_ptr_null(field_dup("VirtualMachine", "plain", "status.macAddress"));
+    char *d = dom_xml("node-a", "plain");
+    ASSERT_LACKS(d, "<interface");
+    free(d);
+    wait_field("VirtualMachine", "web", "status.macAddress", "02:00:0a:42:0a:01", 1000);
+    char *x = net_xml("node-a", "vfnet", NULL);
+    ASSERT_HAS(x, WEB_HOST);
+    ASSERT_LACKS(x, "name='plain'");
+    free(x);
+    delete("VirtualMachine", "web");
+    wait_field("VirtualMachine", "web", "status.phase", NULL, 5000);
+    x = net_xml("node-a", "vfnet", NULL);
+    ASSERT_LACKS(x, "name='web'");
+    free(x);
+}
+END_TEST
+
+struct mig_req {
+    const char *op, *vm, *node;
+    int rc;
+    struct vf_error err;
+};
+
+static void mig_on_loop(void *opaque)
+{
+    struct mig_req *q = opaque;
+    if (!strcmp(q->op, "begin"))
+        q->rc = vf_vms_migration_begin(q->vm, q->node, NULL, &q->err);
+    else
+        q->rc = vf_vms_migration_end(q->vm, q->node, NULL, &q->err);
+}
+
+/* The domain moves as a migration with PERSIST_DEST | UNDEFINE_SOURCE leaves
+ * it (the test driver cannot migrate). */
+struct move_req {
+    const char *from, *to, *name;
+};
+
+static void move_on_loop(void *opaque)
+{
+    struct move_req *q = opaque;
+    virConnectPtr src = vf_cluster_connection(q->from), dst = vf_cluster_connection(q->to);
+    ck_assert(src && dst);
+    virDomainPtr d = virDomainLookupByName(src, q->name);
+    ck_assert(d);
+    char *xml = virDomainGetXMLDesc(d, VIR_DOMAIN_XML_INACTIVE);
+    ck_assert(xml);
+    ck_assert_int_eq(virDomainDestroy(d), 0);
+    ck_assert_int_eq(virDomainUndefine(d), 0);
+    virDomainFree(d);
+    virDomainPtr n = virDomainDefineXML(dst, xml);
+    ck_assert(n);
+    ck_assert_int_eq(virDomainCreate(n), 0);
+    virDomainFree(n);
+    free(xml);
+}
+
+/* Polls the network's XML until it has (or lacks) needle. */
+static void wait_net(const char *node, const char *network, const char *needle, bool has)
+{
+    for (int waited = 0;; waited += 20) {
+        char *x = net_xml(node, network, NULL);
+        bool found = strstr(x, needle) != NULL;
+        ck_assert_msg(found == has || waited < 5000, "node %s network %s: %s \"%s\" after 5 s:\n%s",
+                      node, network, has ? "no" : "still", needle, x);
+        free(x);
+        if (found == has)
+            return;
+        sleep_ms(20);
+    }
+}
+
+/* A live migration: the entry is added on the target when it begins and
+ * removed from the source when the VM ends on the target. */
+START_TEST(test_network_follows_migration)
+{
+    wait_field("Node", "node-a", "status.phase", "Ready", 5000);
+    wait_field("Node", "node-b", "status.phase", "Ready", 5000);
+    vm_create("web", "");
+    wait_phase("web", "Running");
+    wait_field("VirtualMachine", "web", "status.node", "node-a", 1000);
+    wait_net("node-a", "vfnet", WEB_HOST, true);
+    char *x = net_xml("node-b", "vfnet", NULL);
+    ASSERT_LACKS(x, "name='web'");
+    free(x);
+
+    struct mig_req q = {.op = "begin", .vm = "web", .node = "node-b"};
+    vf_loop_call(mig_on_loop, &q);
+    ck_assert_msg(q.rc == 0, "begin: %s", q.err.message);
+    wait_net("node-b", "vfnet", WEB_HOST, true);
+    struct move_req m = {.from = "node-a", .to = "node-b", .name = "web"};
+    vf_loop_call(move_on_loop, &m);
+    q = (struct mig_req){.op = "end", .vm = "web", .node = "node-b"};
+    vf_loop_call(mig_on_loop, &q);
+    ck_assert_msg(q.rc == 0, "end: %s", q.err.message);
+    wait_net("node-a", "vfnet", WEB_HOST, false);
+    x = net_xml("node-b", "vfnet", NULL);
+    ASSERT_HAS(x, WEB_HOST);
+    free(x);
+    wait_field("VirtualMachine", "web", "status.node", "node-b", 1000);
+}
+END_TEST
+
 static Suite *vms_suite(void)
 {
     Suite *s = suite_create("vms");
@@ -706,6 +1023,12 @@ static Suite *vms_suite(void)
              teardown);
     ADD_CASE("reload_cidrs", test_reload_keeps_used_subnets, setup, teardown);
     ADD_CASE("no_cidrs", test_without_cidrs_no_address, no_cidrs_setup, teardown);
+    ADD_CASE("network_entry", test_network_dhcp_host_entry, network_setup, teardown);
+    ADD_CASE("network_missing", test_network_missing_fails_start, othernet_setup, teardown);
+    ADD_CASE("network_migration", test_network_follows_migration, network_setup, teardown);
+    ADD_CASE("network_subnet", test_network_wrong_subnet_fails_start, othernet_setup, teardown);
+    ADD_CASE("network_ipv6", test_network_ipv6_entry, network6_setup, teardown);
+    ADD_CASE("network_reload", test_network_reload, network_setup, teardown);
 #undef ADD_CASE
     return s;
 }
