@@ -288,6 +288,7 @@ static bool job_start(struct vf_images *im, struct cvi_rec *r, const struct json
         ok = (j->image = strdup(string(ci, "image"))) != NULL &&
              vf_cvi_ca_pem_of(string(ci, "caBundle"), "caBundle", &j->ca_pem, &err) == 0;
         j->plain_http = ok && registry_insecure(im, j->image);
+        snprintf(j->auth_file, sizeof j->auth_file, "%s", im->set.auth_file);
     } else if (src == SRC_COPY) {
         ok = (j->copy_from = strdup(copy_from)) != NULL;
         snprintf(j->copy_format, sizeof j->copy_format, "%s", copy_format);

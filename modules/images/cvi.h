@@ -22,6 +22,7 @@ struct vf_images_settings {
     int max_retries;
     int stall_timeout_s;
     struct json_object *insecure_registries; /* array of "host[:port]" talked to over plain HTTP */
+    char auth_file[1024];        /* import.authFile: registry credentials; "": none */
 };
 
 struct cvi_rec;

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 void vf_cvi_job_free(struct import_job *j)
@@ -107,6 +108,104 @@ static int choose_format(struct import_job *j, int fd, const struct vf_image_opt
     return rc;
 }
 
+/* ---- registry credentials (import.authFile) ------------------------------------- */
+
+/* "https://host:port/v1/" or "host:port" -> "host:port" (docker's keys vary). */
+static void auth_key_host(const char *key, char *out, size_t len)
+{
+    const char *p = strstr(key, "://");
+    p = p ? p + 3 : key;
+    size_t n = strcspn(p, "/");
+    snprintf(out, len, "%.*s", (int)(n < len ? n : len - 1), p);
+}
+
+/* One entry: {"auth": base64("user:pass")} or {"username": .., "password": ..}. */
+static int auth_entry(const struct json_object *e, const char *path, const char *key, char *user,
+                      size_t user_len, char *pass, size_t pass_len, struct vf_error *err)
+{
+    const char *b64 = string(e, "auth");
+    if (!b64 || !*b64) {
+        const char *u = string(e, "username"), *p = string(e, "password");
+        if (!u || !p)
+            return vf_error_set(err, -EINVAL, 422, "AuthFileInvalid", "import.authFile",
+                                "%s: the entry for \"%s\" has neither \"auth\" nor "
+                                "\"username\" and \"password\"", path, key);
+        snprintf(user, user_len, "%s", u);
+        snprintf(pass, pass_len, "%s", p);
+        return 0;
+    }
+    size_t len = strlen(b64);
+    unsigned char buf[1024];
+    int n = len % 4 == 0 && len / 4 * 3 < sizeof buf
+                ? EVP_DecodeBlock(buf, (const unsigned char *)b64, (int)len) : -1;
+    if (n < 0)
+        return vf_error_set(err, -EINVAL, 422, "AuthFileInvalid", "import.authFile",
+                            "%s: the \"auth\" of \"%s\" is not base64 of user:password", path,
+                            key);
+    /* EVP_DecodeBlock counts the padding as zero bytes. */
+    for (size_t i = len; i > 0 && b64[i - 1] == '=' && n > 0; i--)
+        n--;
+    buf[n] = '\0';
+    char *colon = memchr(buf, ':', (size_t)n);
+    if (!colon || strlen((char *)buf) != (size_t)n)
+        return vf_error_set(err, -EINVAL, 422, "AuthFileInvalid", "import.authFile",
+                            "%s: the \"auth\" of \"%s\" does not decode to user:password", path,
+                            key);
+    *colon = '\0';
+    snprintf(user, user_len, "%s", (char *)buf);
+    snprintf(pass, pass_len, "%s", colon + 1);
+    OPENSSL_cleanse(buf, sizeof buf);
+    return 0;
+}
+
+/* The credentials import.authFile holds for the image's registry (its
+ * host[:port]).  Read at every pull, so an edit needs no reload.  A file
+ * other users may read is refused: it holds passwords.  No entry for the
+ * registry: anonymous (user[0] == '\0'). */
+int vf_cvi_registry_auth(const char *path, const char *image, char *user, size_t user_len,
+                         char *pass, size_t pass_len, struct vf_error *err)
+{
+    user[0] = pass[0] = '\0';
+    if (!path || !*path)
+        return 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0)
+        return vf_error_set(err, -errno, 422, "AuthFileInvalid", "import.authFile",
+                            "cannot open the registry credentials %s: %s", path, strerror(errno));
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return vf_error_set(err, -EINVAL, 422, "AuthFileInvalid", "import.authFile",
+                            "%s is not a regular file", path);
+    }
+    if (st.st_mode & (S_IROTH | S_IWOTH)) {
+        close(fd);
+        return vf_error_set(err, -EPERM, 422, "AuthFileInsecure", "import.authFile",
+                            "%s holds registry passwords but every user may %s it (mode %04o): "
+                            "chmod o-rw it", path, st.st_mode & S_IROTH ? "read" : "write",
+                            (unsigned)(st.st_mode & 07777));
+    }
+    struct json_object *doc = json_object_from_fd(fd);
+    close(fd);
+    if (!doc || !json_object_is_type(member(doc, "auths"), json_type_object)) {
+        json_object_put(doc);
+        return vf_error_set(err, -EINVAL, 422, "AuthFileInvalid", "import.authFile",
+                            "%s: not JSON with an \"auths\" object (containers-auth.json)", path);
+    }
+    char host[512], key_host[512];
+    auth_key_host(image, host, sizeof host);
+    int rc = 0;
+    json_object_object_foreach(member(doc, "auths"), key, entry) {
+        auth_key_host(key, key_host, sizeof key_host);
+        if (strcmp(key_host, host))
+            continue;
+        rc = auth_entry(entry, path, key, user, user_len, pass, pass_len, err);
+        break;
+    }
+    json_object_put(doc);
+    return rc;
+}
+
 /* Into err, not j->err: the fetch may run beside a converter. */
 static int run_fetch(struct import_job *j, int fd, struct vf_error *err)
 {
@@ -128,10 +227,21 @@ static int run_fetch(struct import_job *j, int fd, struct vf_error *err)
          * in the store's scratch area while its digest is checked. */
         char scratch[4096];
         snprintf(scratch, sizeof scratch, "%s/tmp", j->dvcr.root);
+        char user[512], pass[512];
+        int rc = vf_cvi_registry_auth(j->auth_file, j->image, user, sizeof user, pass,
+                                      sizeof pass, err);
+        if (rc < 0)
+            return rc;
         struct vf_fetch_registry req = {.image = j->image, .plain_http = j->plain_http,
                                         .scratch_dir = scratch};
-        return vf_fetch_registry_run(&req, &common, fd, &j->fetch, j->disk_name,
-                                     sizeof j->disk_name, err);
+        if (user[0]) {
+            req.username = user;
+            req.password = pass;
+        }
+        rc = vf_fetch_registry_run(&req, &common, fd, &j->fetch, j->disk_name,
+                                   sizeof j->disk_name, err);
+        OPENSSL_cleanse(pass, sizeof pass);
+        return rc;
     }
     int rc = hash_file(fd, &j->fetch, err);
     atomic_store(&j->done_bytes, j->fetch.bytes);

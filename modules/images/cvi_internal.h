@@ -27,6 +27,7 @@ struct import_job {
     char *url, *checksum, *ca_pem, *image, *copy_from;
     char copy_format[8];
     bool plain_http;
+    char auth_file[1024];          /* registry credentials, read when the pull starts; "": none */
     struct vf_dvcr dvcr;           /* a copy: the module may restart meanwhile */
     uint64_t room;
     int max_retries, stall_timeout_s;
@@ -79,6 +80,11 @@ int vf_cvi_checksum_of(const struct json_object *c, char *buf, size_t len, struc
 /* The CA bundle as PEM into *out (free() it; NULL when ca is empty), given as
  * PEM text or base64 of it (as the seeds' CRDs); field names it in errors. */
 int vf_cvi_ca_pem_of(const char *ca, const char *field, char **out, struct vf_error *err);
+/* The user and password import.authFile (path; "" or NULL: none) holds for
+ * the registry of image ("host[:port]/..."); user[0] == '\0' when it holds
+ * none.  A file other users may read or write is refused (AuthFileInsecure). */
+int vf_cvi_registry_auth(const char *path, const char *image, char *user, size_t user_len,
+                         char *pass, size_t pass_len, struct vf_error *err);
 
 /* ---- the import job (cvi_import.c, on a worker thread) ---------------------------- */
 

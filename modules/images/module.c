@@ -81,6 +81,10 @@ static const struct vf_setting import_settings[] = {
      .description = "a download that receives nothing for this long is retried"},
     {.name = "insecureRegistries", .type = VF_SETTING_STRINGS, .default_value = "",
      .description = "registries (host:port) spoken to over plain HTTP, e.g. a registry on loopback"},
+    {.name = "authFile", .type = VF_SETTING_STRING, .default_value = "",
+     .description = "registry credentials for ContainerImage imports: a containers-auth.json / "
+                    "docker config.json ({\"auths\": {\"host:port\": {\"auth\": base64 of "
+                    "user:pass}}}), read at each import; must not be readable by other users"},
     {.name = NULL},
 };
 static const struct vf_setting images_settings[] = {
@@ -172,6 +176,12 @@ static int settings_read(const struct json_object *settings, const char *state_d
     set->max_retries = (int)at_int(settings, "import.maxRetries");
     set->stall_timeout_s = (int)((at_int(settings, "import.stallTimeout") + 999) / 1000);
     set->insecure_registries = at(settings, "import.insecureRegistries");
+    const char *auth = at_string(settings, "import.authFile");
+    if (auth && *auth && (auth[0] != '/' || strlen(auth) >= sizeof set->auth_file))
+        return vf_error_set(err, -EINVAL, 400, "Invalid", "import.authFile",
+                            "\"%s\" is not an absolute path (of at most %zu bytes)", auth,
+                            sizeof set->auth_file - 1);
+    snprintf(set->auth_file, sizeof set->auth_file, "%s", auth ? auth : "");
     int rc = check_classes(settings, "virtualImages", err);
     return rc < 0 ? rc : check_classes(settings, "virtualDisks", err);
 }

@@ -68,6 +68,7 @@ struct job_ctx {
     struct vf_vd *vd;
     char name[256], uid[64];
     char source[256];              /* CREATE from an image: the image's name */
+    bool stale;                    /* DELETE of status.staleCopy, not of the disk */
     struct vf_vd_volume_job *j;
     struct job_ctx *next;          /* in jobs_in_flight */
 };
@@ -415,8 +416,8 @@ static void *conn_ref(void *conn)
     return NULL;
 }
 
-static bool job_submit(struct vf_vd *vd, struct vd_rec *r, struct vf_vd_volume_job *j,
-                       const char *source)
+static struct job_ctx *job_submit(struct vf_vd *vd, struct vd_rec *r,
+                                  struct vf_vd_volume_job *j, const char *source)
 {
     static const char *const what[] = {"disk: choose a node", "disk: create the volume",
                                        "disk: resize the volume", "disk: delete the volume"};
@@ -424,7 +425,7 @@ static bool job_submit(struct vf_vd *vd, struct vd_rec *r, struct vf_vd_volume_j
     if (!c) {
         vf_vd_volume_job_free(j);
         r->kick = true;
-        return false;
+        return NULL;
     }
     c->vd = vd;
     c->j = j;
@@ -438,13 +439,13 @@ static bool job_submit(struct vf_vd *vd, struct vd_rec *r, struct vf_vd_volume_j
         vf_vd_volume_job_free(j);
         free(c);
         r->kick = true;
-        return false;
+        return NULL;
     }
     c->next = jobs_in_flight;
     jobs_in_flight = c;
     r->job = j;
     r->progress[0] = '\0';
-    return true;
+    return c;
 }
 
 static void target_set(struct json_object *status, const char *node, const struct vf_vd_class *c,
@@ -532,6 +533,20 @@ static void job_done(void *opaque)
             vd->core->log(vd->ctx, VF_LOG_INFO, "disk \"%s\": %s on node \"%s\" (%s, %s)",
                           c->name, j->op == VF_VD_CREATE ? "ready" : "resized", j->node, cap,
                           j->path);
+        }
+    } else if (j->op == VF_VD_DELETE && c->stale) {
+        struct json_object *sc = member(status, "staleCopy");
+        if (j->rc < 0) {
+            vd->core->log(vd->ctx, VF_LOG_WARN, "disk \"%s\": cannot delete the stale copy, "
+                          "volume \"%s\" on node \"%s\" (retried): %s", c->name, j->volume,
+                          j->node, j->err.message);
+            r->not_before = mono_s() + RETRY_S;
+            r->kick = true;
+        } else {
+            if (sc && str_eq(string(sc, "node"), j->node))
+                json_object_object_del(status, "staleCopy");
+            vd->core->log(vd->ctx, VF_LOG_INFO, "disk \"%s\": the stale copy, volume \"%s\" "
+                          "on node \"%s\", is deleted", c->name, j->volume, j->node);
         }
     } else if (j->op == VF_VD_DELETE) {
         if (j->rc < 0) {
@@ -832,6 +847,44 @@ static void step_resize(struct vf_vd *vd, struct vd_rec *r, struct json_object *
     }
 }
 
+/* The copy a block migration left on the node the disk was on
+ * (status.staleCopy): deleted once the VM runs from the new one, or with the
+ * disk.  True when a job for it was submitted (or one is due). */
+static bool step_stale(struct vf_vd *vd, struct vd_rec *r, struct json_object *status)
+{
+    const struct json_object *sc = member(status, "staleCopy");
+    const char *node = string(sc, "node"), *pool = string(sc, "pool");
+    const char *volume = string(sc, "volume");
+    if (!node || !pool || !volume)
+        return false;
+    if (str_eq(node, string(member(status, "target"), "node"))) {
+        /* The disk is back on that node: the copy there is the disk. */
+        json_object_object_del(status, "staleCopy");
+        return false;
+    }
+    if (volume_busy(volume)) {
+        r->kick = true;
+        return true;
+    }
+    void *conn = conn_ref(vd->core->node_connection(vd->ctx, node));
+    struct vf_vd_volume_job *j = conn ? vf_vd_volume_job_new(VF_VD_DELETE) : NULL;
+    if (!j) {
+        if (conn)
+            virConnectClose(conn);
+        r->not_before = mono_s() + RETRY_S;
+        r->kick = true;
+        return true;
+    }
+    j->conn = conn;
+    snprintf(j->node, sizeof j->node, "%s", node);
+    snprintf(j->pool, sizeof j->pool, "%s", pool);
+    snprintf(j->volume, sizeof j->volume, "%s", volume);
+    struct job_ctx *c = job_submit(vd, r, j, NULL);
+    if (c)
+        c->stale = true;
+    return true;
+}
+
 /* Terminating: wait for the VMs, then delete the volume, then let go. */
 static void step_delete(struct vf_vd *vd, struct vd_rec *r, const struct json_object *obj,
                         struct json_object *status, const char *users)
@@ -853,6 +906,10 @@ static void step_delete(struct vf_vd *vd, struct vd_rec *r, const struct json_ob
         return;
     }
     condition_remove(status, "InUse");
+    if (step_stale(vd, r, status)) {
+        write_status(vd, r->name, status);
+        return;
+    }
     if (t && string(t, "volume") && volume_busy(string(t, "volume"))) {
         r->kick = true;
         write_status(vd, r->name, status);
@@ -954,14 +1011,23 @@ static void reconcile(struct vf_vd *vd, const struct json_object *obj)
         if (run_vm[0] && !(shared && json_object_get_boolean(shared)) &&
             !str_eq(run_node, string(t, "node"))) {
             /* Its VM runs elsewhere: a block migration copied the disk there (at the
-             * same path), and that copy is the disk now.  The old one is left for
-             * the admin: it is stale, but nothing proves it is unused. */
-            vd->core->log(vd->ctx, VF_LOG_WARN, "disk \"%s\": moved with VM \"%s\" from node "
-                          "\"%s\" to node \"%s\"; the stale copy, volume \"%s\" in pool \"%s\" "
-                          "on node \"%s\", is left in place", name, run_vm, string(t, "node"),
-                          run_node, string(t, "volume"), string(t, "pool"), string(t, "node"));
+             * same path), and that copy is the disk now.  The old one is recorded
+             * (status.staleCopy, durable across restarts) and deleted below: the
+             * VM running from the new copy proves nothing uses it. */
+            vd->core->log(vd->ctx, VF_LOG_INFO, "disk \"%s\": moved with VM \"%s\" from node "
+                          "\"%s\" to node \"%s\"; deleting the stale copy there", name, run_vm,
+                          string(t, "node"), run_node);
+            struct json_object *sc = json_object_new_object();
+            set_str(sc, "node", string(t, "node"));
+            set_str(sc, "pool", string(t, "pool"));
+            set_str(sc, "volume", string(t, "volume"));
+            json_object_object_add(status, "staleCopy", sc);
             set_str((struct json_object *)t, "node", run_node);
         }
+        /* Only while the VM runs from the disk's node: a migration back and
+         * forth in between may have made the stale node the disk's again. */
+        if (member(status, "staleCopy") && run_vm[0] && str_eq(run_node, string(t, "node")))
+            step_stale(vd, r, status);
         vf_vd_quantity(member(status, "capacity"), &cap);
         if (size > cap)
             step_resize(vd, r, status, size, run_vm, run_node);

@@ -44,8 +44,58 @@ void mig_call_free(struct mig_call *call)
     if (!call)
         return;
     mig_conn_unref(call->conn);
+    mig_conn_unref(call->dconn);
     free(call->dconnuri);
     free(call);
+}
+
+/* ---- disks a block migration makes on the target ------------------------------- */
+
+/* Before a block migration: which of the disks' files the target lacks.
+ * libvirt pre-creates those (a volume of the same name and capacity in the
+ * target's pool at that directory) and, when the migration fails, leaves
+ * them there; they are ours to remove then. */
+static void disks_missing_on_target(struct mig_call *call, virDomainPtr dom)
+{
+    char *xml = virDomainGetXMLDesc(dom, 0);
+    char (*paths)[MIG_PATH_MAX] = calloc(MIG_MAX_DISKS, MIG_PATH_MAX);
+    if (xml && paths) {
+        size_t n = mig_disk_paths(xml, paths, MIG_MAX_DISKS);
+        for (size_t i = 0; i < n; i++) {
+            virStorageVolPtr v = virStorageVolLookupByPath(call->dconn, paths[i]);
+            virErrorPtr e = v ? NULL : virGetLastError();
+            if (v)
+                virStorageVolFree(v);
+            else if (e && e->code == VIR_ERR_NO_STORAGE_VOL)
+                snprintf(call->made[call->n_made++], MIG_PATH_MAX, "%s", paths[i]);
+        }
+    }
+    free(paths);
+    free(xml);
+}
+
+/* After a failed block migration: the domain is not on the target, so the
+ * volumes libvirt made there for it are a copy nobody uses: delete them. */
+static void disks_remove_from_target(struct mig_call *call)
+{
+    if (!call->n_made)
+        return;
+    virDomainPtr d = virDomainLookupByUUIDString(call->dconn, call->uuid);
+    if (d) {
+        virDomainFree(d);   /* it did arrive (a late failure): leave everything */
+        call->n_made = 0;
+        return;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < call->n_made; i++) {
+        virStorageVolPtr v = virStorageVolLookupByPath(call->dconn, call->made[i]);
+        if (!v)
+            continue;   /* never made (it failed before the copy began) */
+        if (virStorageVolDelete(v, 0) == 0)
+            snprintf(call->made[kept++], MIG_PATH_MAX, "%s", call->made[i]);
+        virStorageVolFree(v);
+    }
+    call->n_made = kept;   /* now: the ones deleted, for the log */
 }
 
 static void *call_main(void *opaque)
@@ -74,9 +124,15 @@ static void *call_main(void *opaque)
           virTypedParamsAddULLong(&params, &n, &max, VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY,
                                   call->bandwidth_mib) < 0)))
         goto param_failed;
+    if ((call->flags & VIR_MIGRATE_NON_SHARED_DISK) && call->dconn)
+        disks_missing_on_target(call, dom);
     if (virDomainMigrateToURI3(dom, call->dconnuri, params, (unsigned)n, call->flags) < 0) {
         call->rc = -EIO;
         last_error(call->error, sizeof call->error, "migration failed");
+        if (call->dconn)
+            disks_remove_from_target(call);
+    } else {
+        call->n_made = 0;   /* they are the VM's disks now */
     }
     goto out;
 param_failed:
@@ -143,6 +199,11 @@ static void stats(struct mig_req *r, virDomainPtr dom)
     s->elapsed_ms = param_ll(p, n, VIR_DOMAIN_JOB_TIME_ELAPSED);
     int64_t postcopy = param_ll(p, n, VIR_DOMAIN_JOB_MEMORY_POSTCOPY_REQS);
     s->postcopy = postcopy > 0;
+    int throttle = -1;   /* an int parameter, unlike the byte counts */
+    if (virTypedParamsGetInt(p, n, VIR_DOMAIN_JOB_AUTO_CONVERGE_THROTTLE, &throttle) <= 0)
+        throttle = -1;
+    s->throttle = throttle;
+    s->disk_total = param_ll(p, n, VIR_DOMAIN_JOB_DISK_TOTAL);
     virTypedParamsFree(p, n);
 }
 

@@ -101,6 +101,8 @@ struct mig_stats {
     int64_t bps;                     /* measured bytes per second */
     int64_t elapsed_ms;
     bool postcopy;                   /* the job reports post-copy */
+    int64_t throttle;                /* auto-converge's CPU throttle in percent (-1: none) */
+    int64_t disk_total;              /* bytes of disk a block migration copies (-1: none) */
 };
 
 /* What a probe of both nodes found. */
@@ -114,9 +116,12 @@ struct mig_probe {
 
 /* The migration itself on a thread of its own (it takes as long as it
  * takes; the shared workers stay free). */
+#define MIG_MAX_DISKS 16
+#define MIG_PATH_MAX 1024
 struct mig_call {
     /* In: */
     void *conn;                      /* virConnectPtr of the source, referenced */
+    void *dconn;                     /* the target's (block migration), referenced, may be NULL */
     char uuid[64];                   /* the domain (= the VM's uid) */
     char *dconnuri;                  /* the target's libvirt URI, for PEER2PEER */
     unsigned long flags;
@@ -125,6 +130,10 @@ struct mig_call {
     /* Out: */
     int rc;
     char error[512];
+    /* Disk files the target lacked before a block migration; after a failed
+     * one, those deleted there again. */
+    char made[MIG_MAX_DISKS][MIG_PATH_MAX];
+    size_t n_made;
     /* Who to tell: */
     char op_uid[64];
     unsigned generation;
@@ -134,6 +143,8 @@ struct mig_call {
 /* Starts the thread; on success it owns `call` and posts done(call) to the
  * loop when the migration returned.  -errno otherwise (call stays the caller's). */
 int mig_call_start(struct mig_call *call);
+/* The files of a domain XML's writable file disks (at most max). Pure. */
+size_t mig_disk_paths(const char *xml, char paths[][MIG_PATH_MAX], size_t max);
 void mig_call_free(struct mig_call *call);
 
 /* Short libvirt requests on the core's workers. */
@@ -168,9 +179,12 @@ struct mig_run {
     bool user_abort;                 /* the operation (or the VM) is being deleted */
     bool post_copy;                  /* switched (or switching) to post-copy */
     bool auto_converge;
+    int64_t throttle_max;            /* the most auto-converge throttled the guest, percent */
     char reason[MIG_MSG_MAX];        /* why we aborted it, or what failed */
     char method[16], started[32];
-    int64_t memory;                  /* bytes the budget is computed from */
+    int64_t memory;                  /* bytes the budget is computed from: memory, plus the
+                                      * disks once a block migration's stats name them */
+    bool disk_counted;
     unsigned long long bandwidth_mib;
     struct mig_clock clock;
     struct mig_stats last;

@@ -457,7 +457,7 @@ static void pass(struct migrate *m)
             mig_run_recover(m, vm);
         struct mig_run *r = mig_run_by_vm(m, name_of(vm));
         if (r && mig_member(mig_member(vm, "metadata"), "deletionTimestamp") && !r->abort_requested)
-            mig_run_abort(m, r, true, "the VM is being deleted");
+            mig_run_abort(m, r, false, "the VM is being deleted");
     }
     /* Runs whose VM is gone altogether cannot be ended: forget them. */
     size_t n = json_object_array_length(ops);

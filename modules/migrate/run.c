@@ -113,6 +113,10 @@ static struct json_object *fields_of(const struct migrate *m, const struct mig_r
     json_object_object_add(f, "method", json_object_new_string(r->method));
     json_object_object_add(f, "mode", json_object_new_string(r->post_copy ? "PostCopy" : "PreCopy"));
     json_object_object_add(f, "autoConverge", json_object_new_boolean(r->auto_converge));
+    /* That QEMU did slow the guest down (it only does once the guest dirties
+     * memory faster than it is copied), not just that it was allowed to. */
+    if (r->throttle_max > 0)
+        add_int(f, "autoConvergeThrottle", r->throttle_max);
     if (r->have_stats) {
         const struct mig_stats *s = &r->last;
         int64_t total = s->total > 0 ? s->total : s->processed + s->remaining;
@@ -249,6 +253,10 @@ static void call_done(void *opaque)
     struct mig_run *r = lookup(call->op_uid, call->generation, &m);
     if (r) {
         r->thread = false;
+        for (size_t i = 0; i < call->n_made; i++)
+            m->ctx->core->log(m->ctx, VF_LOG_INFO, "vm \"%s\": deleted \"%s\" on node \"%s\", "
+                              "made there by the failed block migration", r->vm, call->made[i],
+                              r->target);
         if (call->rc == 0) {
             finish(m, r, r->target, NULL);
         } else {
@@ -322,6 +330,14 @@ static void req_done(void *opaque)
         }
         r->last = q->stats;
         r->have_stats = true;
+        if (q->stats.throttle > r->throttle_max)
+            r->throttle_max = q->stats.throttle;
+        if (q->stats.disk_total > 0 && !r->disk_counted) {
+            /* The budget is per GiB of memory and of the disks copied. */
+            r->disk_counted = true;
+            r->memory = (r->memory > 0 ? r->memory : 0) + q->stats.disk_total;
+            r->clock.budget_ms = mig_budget_ms(m->set.completion_per_gib_s, r->memory);
+        }
         if (q->stats.postcopy)
             r->post_copy = true;
         r->clock.now_ms = mig_now_ms();
@@ -526,6 +542,8 @@ int mig_run_begin(struct migrate *m, const struct json_object *op, const struct 
     publish(m, r);
 
     call->conn = conn;
+    if (block)
+        call->dconn = mig_conn_ref(m->ctx, target);
     snprintf(call->uuid, sizeof call->uuid, "%s", r->vm_uid);
     call->dconnuri = dst_uri;
     call->flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_PERSIST_DEST |

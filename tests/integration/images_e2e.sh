@@ -33,8 +33,9 @@ ln -s "$MODULE" "$T/modules/images.so"
 W="$T/www"
 mkdir -p "$W"
 FIXTURE_PID=
+AFIXTURE_PID=
 stop_fixture() { [ -z "$FIXTURE_PID" ] || { kill "$FIXTURE_PID" 2>/dev/null; wait "$FIXTURE_PID" 2>/dev/null; }; }
-trap 'stop_fixture; sh "$REGISTRY" down "$T/registry" >/dev/null 2>&1; vf_teardown' EXIT
+trap 'stop_fixture; [ -z "$AFIXTURE_PID" ] || kill "$AFIXTURE_PID" 2>/dev/null; sh "$REGISTRY" down "$T/registry" >/dev/null 2>&1; vf_teardown' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 # Generous: a loaded 2-core machine; every wait is a poll that ends sooner.
@@ -92,6 +93,21 @@ FIXTURE_PID=$!
 wait_for 20 test -s "$T/port" || fail_out "http_fixture starts"
 H="http://127.0.0.1:$(cat "$T/port")"
 ok "http_fixture serves on $H"
+# A second one: a registry (/v2/) whose token service wants reguser:regpass.
+mkdir -p "$T/authroot"
+"$FIXTURE" --root "$T/authroot" --port-file "$T/aport" --token-auth reguser:regpass 2>"$T/afixture.log" &
+AFIXTURE_PID=$!
+wait_for 20 test -s "$T/aport" || fail_out "http_fixture --token-auth starts"
+AREG="127.0.0.1:$(cat "$T/aport")"
+# auth_file USER:PASS MODE: $T/auth.json as docker writes it.
+auth_file() {
+    printf '{"auths": {"other.example:5000": {"auth": "%s"}, "%s": {"auth": "%s"}}}\n' \
+        "$(printf 'x:y' | base64)" "$AREG" "$(printf '%s' "$1" | base64)" > "$T/auth.json"
+    chmod "$2" "$T/auth.json"
+}
+# import.authFile names it from the start: a pull from another registry
+# (no entry) stays anonymous.
+auth_file reguser:wrong 600
 
 REG=$(sh "$REGISTRY" up "$T/registry" 2>"$T/registry.err") ||
     { diag "$(cat "$T/registry.err")"; fail_out "registry.sh starts a registry"; }
@@ -103,7 +119,8 @@ images_config() {
     dvcr = { storage = { path = \"$T/dvcr\"; size = \"$1\"; }; };
     virtualImages = { allowedStorageClassNames = [ \"local\" ]; defaultStorageClassName = \"local\"; };
     upload = { listen = \"127.0.0.1:0\"; timeout = \"15s\"; };
-    import = { maxRetries = 3; stallTimeout = \"10s\"; insecureRegistries = [ \"$REG\" ]; };
+    import = { maxRetries = 3; stallTimeout = \"10s\"; insecureRegistries = [ \"$REG\", \"$AREG\" ];
+               authFile = \"$T/auth.json\"; };
   }; };" 'virtualization = { virtualMachineCIDRs = [ "10.77.9.0/28" ]; };'
 }
 images_config 64Mi
@@ -302,6 +319,33 @@ check "ContainerImage for linux/arm64: Failed" [ "$(wait_final arm-only)" = Fail
 diag "platform: $(reason arm-only): $(message arm-only)"
 check "ContainerImage for linux/arm64: reason PlatformMismatch, the message names both platforms" \
     sh -c "[ '$(reason arm-only)' = PlatformMismatch ] && echo '$(message arm-only)' | grep -q 'linux/arm64, not linux/amd64'"
+
+# ---- registry credentials (import.authFile), token auth -----------------------------------
+sh "$OCI" make_disk_image "$T/authroot/private/disk" "$W/disk.qcow2" v1 >/dev/null 2>"$T/oci.err" ||
+    diag "$(cat "$T/oci.err")"
+reg_cvi() {
+    printf 'apiVersion: virtualization.deckhouse.io/v1alpha2\nkind: ClusterVirtualImage\nmetadata:\n  name: %s\nspec:\n  dataSource:\n    type: ContainerImage\n    containerImage:\n      image: %s\n' "$1" "$2" |
+        vf apply -f - >/dev/null
+}
+reg_cvi priv-wrong "$AREG/private/disk:v1"
+check "ContainerImage with the wrong password in import.authFile: Failed" [ "$(wait_final priv-wrong)" = Failed ]
+diag "wrong password: $(reason priv-wrong): $(message priv-wrong)"
+check "... the token service saw basic auth (the credentials were sent)" \
+    grep -q "REQ GET /token.* auth=basic" "$T/afixture.log"
+auth_file reguser:regpass 644
+reg_cvi priv-open "$AREG/private/disk:v1"
+check "an authFile every user may read: Failed" [ "$(wait_final priv-open)" = Failed ]
+diag "mode 0644: $(reason priv-open): $(message priv-open)"
+check "... reason AuthFileInsecure, the message names the file and its mode" \
+    sh -c "[ '$(reason priv-open)' = AuthFileInsecure ] && echo '$(message priv-open)' | grep -q '$T/auth.json.*mode 0644'"
+chmod 600 "$T/auth.json"
+reg_cvi priv "$AREG/private/disk:v1"
+check "after chmod 600 (no reload: the file is read at each import): Ready" [ "$(wait_final priv)" = Ready ]
+check "... with the disk file's sha256" \
+    [ "$(field priv .status.format) $(field priv .status.checksums.sha256)" = "qcow2 $(sha "$W/disk.qcow2")" ]
+check "the registry served a manifest only with a bearer token" \
+    grep -q "REQ GET /v2/private/disk/manifests/v1 .*auth=bearer" "$T/afixture.log"
+vf delete cvi priv-wrong priv-open priv >/dev/null 2>&1
 
 # ---- kill -9 mid-download, restart: resumed with Range, Ready ----------------------------------
 http_cvi resumed "$H/slow/262144/files/slow.raw"

@@ -28,6 +28,10 @@ fail_out() { not_ok "$1"; logs; done_testing; }
 
 # mig_setup N SETTINGS: nodes node-1..node-N, the daemon with
 # `migrate = { enabled = true; version = 1; settings = { SETTINGS }; }`.
+# A test that needs more sets, before calling it: MIG_MODULES (other module
+# sections, written next to migrate's), MIG_CLEANUP (a command run on exit)
+# and a function mig_before_start (run once the nodes are up, before the
+# daemon starts: link other modules into $T/modules, define pools).
 mig_setup() {
     # lib.sh's vf_setup, in a directory of our own prefix.
     T=$(mktemp -d /tmp/vf-mig-XXXXXX)
@@ -35,7 +39,7 @@ mig_setup() {
     SOCK="$T/api.sock"
     CONF="$T/virtfleetd.conf"
     CL="$T/cl"
-    trap 'vf_stop >/dev/null 2>&1; sh "$CLUSTER" down "$CL" >/dev/null 2>&1; vf_teardown' EXIT
+    trap 'vf_stop >/dev/null 2>&1; eval "${MIG_CLEANUP:-:}"; sh "$CLUSTER" down "$CL" >/dev/null 2>&1; vf_teardown' EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
     ln -s "$top_builddir/modules/migrate/.libs/migrate.so" "$T/modules/migrate.so"
@@ -51,7 +55,9 @@ mig_setup() {
     NODES_CONFIG="nodes = ( $nodes_conf );"
     export NODES_CONFIG
     MIG_SETTINGS=$2
-    write_config "migrate = { enabled = true; version = 1; settings = { $MIG_SETTINGS }; };" \
+    ! command -v mig_before_start >/dev/null 2>&1 || mig_before_start ||
+        fail_out "the test's setup before the daemon starts"
+    write_config "migrate = { enabled = true; version = 1; settings = { $MIG_SETTINGS }; }; ${MIG_MODULES:-}" \
         'virtualization = { virtualMachineCIDRs = [ "10.77.6.0/26" ]; };'
     vf_start || fail_out "the daemon starts"
     wait_for 20 nodes_ready || fail_out "all nodes are Ready"
@@ -118,7 +124,7 @@ running_here() { n=$(node_of "$1") && [ -n "$n" ] && runs_only_on "$1" "$n"; }
 reload() {
     MIG_SETTINGS=$1
     n=$(grep -c "settings applied" "$T/daemon.log")
-    write_config "migrate = { enabled = true; version = 1; settings = { $1 }; };" \
+    write_config "migrate = { enabled = true; version = 1; settings = { $1 }; }; ${MIG_MODULES:-}" \
         'virtualization = { virtualMachineCIDRs = [ "10.77.6.0/26" ]; };'
     kill -HUP "$DAEMON_PID"
     wait_for 10 sh -c '[ "$(grep -c "settings applied" "$1")" -gt "$2" ]' _ "$T/daemon.log" "$n"

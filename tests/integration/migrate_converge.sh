@@ -5,6 +5,9 @@
 #  - A guest that rewrites its memory forever (dirty.elf) under a small cap
 #    makes no progress: after progressTimeout the migration is aborted and the
 #    VM runs on its source only, the operation Failed saying why.
+#  - With allowAutoConverge and a small completion budget, QEMU throttles the
+#    same guest (autoConvergeThrottle in its status) until it converges or
+#    twice the budget is spent (then aborted); it runs on one node.
 #  - With allowPostCopy and a small completion budget, the same guest is
 #    switched to post-copy and arrives (mode PostCopy in its status).
 #  - kill -9 of the daemon in the middle of a migration: after a restart the
@@ -39,6 +42,34 @@ check "migrationState: failed, abortRequested, abortStatus Succeeded, an iterati
     sh -c '[ "$1 $2 $3" = "true true Succeeded" ] && [ "${4:-0}" -ge 1 ]' _ \
     "$(ms_of failed)" "$(ms_of abortRequested)" "$(ms_of abortStatus)" "$(ms_of iteration)"
 diag "dirty rate seen: $(( ${dr:=$(ms_of memoryDirtyRate)}0 / 10485760 )) MiB/s, iteration $(ms_of iteration)"
+
+# ---- past the budget with auto-converge allowed -------------------------------------
+# 64 MiB x 160 s/GiB = a 10 s budget; auto-converge gets as long again while
+# QEMU throttles the guest's CPU, then the migration is aborted.  Either end
+# is right (a throttled guest may converge); what must hold: the status
+# says auto-converge was on and how far QEMU throttled, and the VM runs on
+# exactly one node.
+reload 'bandwidthPerMigration = "16Mi"; progressTimeout = "60s"; completionTimeoutPerGiB = 160; allowAutoConverge = true;' ||
+    fail_out "SIGHUP applies allowAutoConverge"
+t0=$(ms)
+OP=$(evict busy)
+wait_for 90 ended "$OP"
+msg=$(vf get vmop "$OP" -o yaml | sed -n 's/^ *message: //p' | head -1)
+diag "auto-converge: $(op_phase "$OP") in $(( $(ms) - t0 )) ms: $msg"
+check "with allowAutoConverge the migration ends (Completed, or aborted past twice the budget)" \
+    ended "$OP"
+if op_is "$OP" Failed; then
+    check "... aborted for the completion budget, saying auto-converge was tried" \
+        sh -c 'echo "$1" | grep -q "completionTimeoutPerGiB.*even with auto-converge"' _ "$msg"
+fi
+check "status.migrationState: autoConverge true (vm and vmop), allowAutoConverge in its config" \
+    [ "$(ms_of autoConverge) $(field vmop "$OP" .status.migrationState.autoConverge) $(ms_of migrationConfig.allowAutoConverge)" = "true true true" ]
+thr=$(ms_of autoConvergeThrottle)
+check "QEMU throttled the guest: autoConvergeThrottle ${thr:-unset}%" [ "${thr:-0}" -gt 0 ]
+settled_busy() { n=$(node_of busy) && [ "$(phase busy)" = Running ] && runs_only_on busy "$n"; }
+wait_for 20 settled_busy
+check "busy runs on exactly one node ($(node_of busy)), the one the store names" settled_busy
+SRC=$(node_of busy)
 
 # ---- past the budget with post-copy allowed ----------------------------------------
 # 64 MiB x 48 s/GiB = a 3 s budget.

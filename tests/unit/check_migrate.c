@@ -137,6 +137,30 @@ START_TEST(completion_budget)
 }
 END_TEST
 
+/* Which disks a block migration copies (and may leave made on the target). */
+START_TEST(disk_paths)
+{
+    static const char xml[] =
+        "<domain><devices>"
+        "<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+        "<source file='/var/lib/libvirt/images/vd-data-1'/><target dev='vda'/></disk>"
+        "<disk type='file' device='cdrom'><source file='/store/cd.iso'/><readonly/></disk>"
+        "<disk type=\"file\" device=\"disk\"><source file=\"/p/two.qcow2\"/></disk>"
+        "<disk type='file' device='disk'><source file='/p/shared.raw'/><shareable/></disk>"
+        "<disk type='block' device='disk'><source dev='/dev/sdz'/></disk>"
+        "<disk type='file' device='disk'><source file='/p/a&apos;b'/></disk>"
+        "<disk type='file' device='disk'><source file='/p/unterminated'/>"
+        "</devices></domain>";
+    char paths[4][MIG_PATH_MAX];
+    size_t n = mig_disk_paths(xml, paths, 4);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(paths[0], "/var/lib/libvirt/images/vd-data-1");
+    ck_assert_str_eq(paths[1], "/p/two.qcow2");
+    ck_assert_uint_eq(mig_disk_paths(xml, paths, 1), 1);   /* bounded by max */
+    ck_assert_uint_eq(mig_disk_paths("<domain/>", paths, 4), 0);
+}
+END_TEST
+
 #define ADD_CASE(suite, name, fn)                                                              \
     do {                                                                                       \
         TCase *tc_ = tcase_create(name);                                                       \
@@ -154,6 +178,7 @@ static Suite *migrate_suite(void)
     ADD_CASE(s, "quantities", quantities);
     ADD_CASE(s, "progress is a new low of dataRemaining", progress_is_a_new_low);
     ADD_CASE(s, "completion budget: post-copy, auto-converge, abort", completion_budget);
+    ADD_CASE(s, "the disks a block migration copies", disk_paths);
     return s;
 }
 
