@@ -22,6 +22,7 @@ fi
 demo=${DEMO_DIR:-/tmp/virtfleet-demo}
 mkdir -p "$demo/modules"
 ln -sf "$bin/modules/example/.libs/example.so" "$demo/modules/example.so"
+ln -sf "$bin/modules/images/.libs/images.so" "$demo/modules/images.so"
 # Each node is its own test:/// connection with a private, in-memory libvirt
 # described by a file (an absolute path: test:///ABS/PATH).
 nodes=$top/data/nodes
@@ -38,7 +39,12 @@ nodes = (
   { name = "node-3"; uri = "test://$nodes/node-3.xml"; labels = { zone = "b"; }; }
 );
 virtualization = { virtualMachineCIDRs = [ "10.66.10.0/24" ]; };
-modules = { example = { enabled = true; version = 1; settings = { greeting = "hello from the demo"; }; }; };
+modules = {
+  example = { enabled = true; version = 1; settings = { greeting = "hello from the demo"; }; };
+  images = { enabled = true; version = 1;
+             settings = { dvcr = { storage = { path = "$demo/dvcr"; size = "1G"; }; };
+                          upload = { listen = "127.0.0.1:0"; }; }; };
+};
 CONF
 
 if [ -f "$demo/virtfleetd.pid" ] && kill -0 "$(cat "$demo/virtfleetd.pid")" 2>/dev/null; then
@@ -46,7 +52,7 @@ if [ -f "$demo/virtfleetd.pid" ] && kill -0 "$(cat "$demo/virtfleetd.pid")" 2>/d
 fi
 # A fresh store each time: the demo starts from nothing.  (The test driver
 # keeps its domains in memory, so they are gone with the old daemon anyway.)
-rm -rf "$demo/state"
+rm -rf "$demo/state" "$demo/dvcr"
 "$bin/virtfleetd" -c "$demo/virtfleetd.conf"   # returns once the API is ready
 vfq() { "$bin/virtfleet" --socket "$demo/virtfleetd.sock" "$@"; }
 vf() { echo "\$ virtfleet $*"; vfq "$@"; echo; }
@@ -80,6 +86,13 @@ vf create -f data/examples/stop-linux-vm.yaml
 until_phase Stopped linux-vm
 vf get vmop
 vf get vm
+
+# An image uploaded as the seeds show it: a small sparse raw disk made here.
+rm -f "$demo/disk.raw"; truncate -s 64M "$demo/disk.raw"
+printf 'virtfleet demo disk' | dd of="$demo/disk.raw" bs=1M seek=8 conv=notrunc status=none
+vf apply -f data/examples/images/upload.yaml
+vf upload cvi "$(awk '/^  name:/ { print $2; exit }' data/examples/images/upload.yaml)" "$demo/disk.raw"
+vf get cvi
 if [ "${KEEP:-0}" = 1 ]; then
     echo "virtfleetd keeps running: $bin/virtfleet --socket $demo/virtfleetd.sock get vm"
     echo "stop it with: kill \$(cat $demo/virtfleetd.pid)"
