@@ -14,6 +14,7 @@
  * the threads (atomics).  Restarted daemon: an image found in Provisioning is
  * imported again, resuming its download file where the server allows. */
 #include "cvi_internal.h"
+#include "ctl_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -55,14 +56,6 @@ static int64_t now_s(void)
     return ts.tv_sec;
 }
 
-static void rfc3339(int64_t t, char *buf, size_t len)
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static int64_t parse_rfc3339(const char *s)
 {
     struct tm tm = {0};
@@ -86,42 +79,10 @@ void vf_cvi_human_size(uint64_t bytes, char *buf, size_t len)
         snprintf(buf, len, "%.1f%s", v, units[u]);
 }
 
-static void set_str(struct json_object *o, const char *key, const char *v)
-{
-    if (v)
-        json_object_object_add(o, key, json_object_new_string(v));
-    else
-        json_object_object_del(o, key);
-}
-
 /* The Ready condition: the one condition the images carry. */
 static void set_ready(struct json_object *status, bool ready, const char *reason, const char *msg)
 {
-    struct json_object *conds = member(status, "conditions");
-    struct json_object *c = NULL;
-    if (!conds || !json_object_is_type(conds, json_type_array)) {
-        conds = json_object_new_array();
-        json_object_object_add(status, "conditions", conds);
-    }
-    for (size_t i = 0; i < json_object_array_length(conds); i++) {
-        struct json_object *e = json_object_array_get_idx(conds, i);
-        if (str_eq(string(e, "type"), "Ready"))
-            c = e;
-    }
-    if (!c) {
-        c = json_object_new_object();
-        json_object_array_add(conds, c);
-        set_str(c, "type", "Ready");
-    }
-    const char *st = ready ? "True" : "False";
-    if (!str_eq(string(c, "status"), st) || !string(c, "lastTransitionTime")) {
-        char when[32];
-        rfc3339(now_s(), when, sizeof when);
-        set_str(c, "lastTransitionTime", when);
-    }
-    set_str(c, "status", st);
-    set_str(c, "reason", reason);
-    set_str(c, "message", msg);
+    vf_images_condition_set(status, "Ready", ready, reason, msg);
 }
 
 static void set_in_use(struct json_object *status, const char *users)
@@ -129,47 +90,23 @@ static void set_in_use(struct json_object *status, const char *users)
     struct json_object *conds = member(status, "conditions");
     if (!conds || !json_object_is_type(conds, json_type_array))
         return;
-    struct json_object *next = json_object_new_array();
-    for (size_t i = 0; i < json_object_array_length(conds); i++) {
-        struct json_object *e = json_object_array_get_idx(conds, i);
-        if (!str_eq(string(e, "type"), "InUse"))
-            json_object_array_add(next, json_object_get(e));
-    }
+    vf_images_condition_remove(status, "InUse");
     if (users) {
         char msg[MSG_MAX];
         struct json_object *c = json_object_new_object();
         snprintf(msg, sizeof msg, "deletion waits until no virtual machine uses the image: "
                  "used by %s", users);
-        set_str(c, "type", "InUse");
-        set_str(c, "status", "True");
-        set_str(c, "reason", "UsedByVirtualMachine");
-        set_str(c, "message", msg);
-        json_object_array_add(next, c);
+        vf_images_set_str(c, "type", "InUse");
+        vf_images_set_str(c, "status", "True");
+        vf_images_set_str(c, "reason", "UsedByVirtualMachine");
+        vf_images_set_str(c, "message", msg);
+        json_object_array_add(member(status, "conditions"), c);
     }
-    json_object_object_add(status, "conditions", next);
-}
-
-static int64_t generation_of(const struct json_object *obj)
-{
-    struct json_object *g = member(member(obj, "metadata"), "generation");
-    return g ? json_object_get_int64(g) : 0;
-}
-
-static struct json_object *status_copy(const struct json_object *obj)
-{
-    struct json_object *s = member(obj, "status"), *copy = NULL;
-    if (s && json_object_deep_copy(s, &copy, NULL) == 0)
-        return copy;
-    return json_object_new_object();
 }
 
 static void write_status(struct vf_images *im, const char *name, struct json_object *status)
 {
-    struct vf_error err = {0};
-    int rc = im->core->object_update_status(im->ctx, VF_CVI_KIND, name, status, NULL, &err);
-    if (rc < 0 && rc != -ENOENT)
-        im->core->log(im->ctx, VF_LOG_ERROR, "image \"%s\": cannot write its status: %s", name,
-                      err.message);
+    vf_images_status_write(im->core, im->ctx, VF_CVI_KIND, "image", name, status);
 }
 
 /* ---- records -------------------------------------------------------------------- */
@@ -268,7 +205,7 @@ static bool job_start(struct vf_images *im, struct cvi_rec *r, const struct json
         return false;
     snprintf(j->name, sizeof j->name, "%s", r->name);
     snprintf(j->uid, sizeof j->uid, "%s", r->uid);
-    j->generation = generation_of(obj);
+    j->generation = vf_images_generation(obj);
     j->src = src;
     j->dvcr = im->dvcr;
     j->room = vf_dvcr_room(&im->dvcr, r->uid);
@@ -316,8 +253,8 @@ static bool job_start(struct vf_images *im, struct cvi_rec *r, const struct json
 static void fail_status(struct vf_images *im, const char *name, const struct json_object *obj,
                         const char *reason, const char *msg)
 {
-    struct json_object *status = status_copy(obj);
-    set_str(status, "phase", "Failed");
+    struct json_object *status = vf_images_status_copy(obj);
+    vf_images_set_str(status, "phase", "Failed");
     json_object_object_del(status, "imageUploadURLs");
     json_object_object_del(status, "uploadExpiresAt");
     set_ready(status, false, reason, msg);
@@ -352,7 +289,7 @@ static void job_done(void *opaque)
         goto out;
     }
     bool deleting = member(member(obj, "metadata"), "deletionTimestamp") != NULL;
-    if (deleting || generation_of(obj) != j->generation || j->rc == -ECANCELED) {
+    if (deleting || vf_images_generation(obj) != j->generation || j->rc == -ECANCELED) {
         /* A changed spec restarts from nothing; a deleted image goes. */
         vf_dvcr_remove(&j->dvcr, j->uid, false);
         reconcile(im, obj);
@@ -364,51 +301,51 @@ static void job_done(void *opaque)
                     j->err.message);
         goto out;
     }
-    struct json_object *status = status_copy(obj);
+    struct json_object *status = vf_images_status_copy(obj);
     char human[32], num[32];
-    set_str(status, "phase", "Ready");
-    set_str(status, "progress", "100%");
-    set_str(status, "format", j->format);
+    vf_images_set_str(status, "phase", "Ready");
+    vf_images_set_str(status, "progress", "100%");
+    vf_images_set_str(status, "format", j->format);
     json_object_object_del(status, "imageUploadURLs");
     json_object_object_del(status, "uploadExpiresAt");
     if (j->src != SRC_COPY) {
         json_object_object_add(status, "cdrom", json_object_new_boolean(j->info.cdrom));
         struct json_object *size = json_object_new_object();
         vf_cvi_human_size(j->stored_bytes, human, sizeof human);
-        set_str(size, "stored", human);
+        vf_images_set_str(size, "stored", human);
         snprintf(num, sizeof num, "%" PRIu64, j->stored_bytes);
-        set_str(size, "storedBytes", num);
+        vf_images_set_str(size, "storedBytes", num);
         vf_cvi_human_size(j->info.virtual_size, human, sizeof human);
-        set_str(size, "unpacked", human);
+        vf_images_set_str(size, "unpacked", human);
         snprintf(num, sizeof num, "%" PRIu64, j->info.virtual_size);
-        set_str(size, "unpackedBytes", num);
+        vf_images_set_str(size, "unpackedBytes", num);
         json_object_object_add(status, "size", size);
         struct json_object *sums = json_object_new_object();
-        set_str(sums, "sha256", j->fetch.sha256);
-        set_str(sums, "md5", j->fetch.md5);
+        vf_images_set_str(sums, "sha256", j->fetch.sha256);
+        vf_images_set_str(sums, "md5", j->fetch.md5);
         json_object_object_add(status, "checksums", sums);
         struct json_object *src = json_object_new_object();
-        set_str(src, "format", vf_image_format_name(j->info.format));
-        set_str(src, "compression", vf_image_compression_name(j->info.compression));
+        vf_images_set_str(src, "format", vf_image_format_name(j->info.format));
+        vf_images_set_str(src, "compression", vf_image_compression_name(j->info.compression));
         if (j->info.subformat[0])
-            set_str(src, "subformat", j->info.subformat);
+            vf_images_set_str(src, "subformat", j->info.subformat);
         snprintf(num, sizeof num, "%" PRIu64, j->fetch.bytes);
-        set_str(src, "bytes", num);
+        vf_images_set_str(src, "bytes", num);
         if (j->disk_name[0])
-            set_str(src, "file", j->disk_name);
+            vf_images_set_str(src, "file", j->disk_name);
         json_object_object_add(status, "source", src);
     } else {
         /* A copy is byte for byte its source: only where it is stored differs. */
         struct json_object *size = member(status, "size");
         if (size && json_object_is_type(size, json_type_object)) {
             vf_cvi_human_size(j->stored_bytes, human, sizeof human);
-            set_str(size, "stored", human);
+            vf_images_set_str(size, "stored", human);
             snprintf(num, sizeof num, "%" PRIu64, j->stored_bytes);
-            set_str(size, "storedBytes", num);
+            vf_images_set_str(size, "storedBytes", num);
         }
     }
     struct json_object *target = json_object_new_object();
-    set_str(target, "path", j->final);
+    vf_images_set_str(target, "path", j->final);
     json_object_object_add(status, "target", target);
     set_ready(status, true, "Ready", "the image is stored and ready to use");
     write_status(im, j->name, status);
@@ -434,60 +371,15 @@ static bool used_by_vms(struct vf_images *im, const char *name, char *buf, size_
         return false;
     for (size_t i = 0; i < json_object_array_length(vms); i++) {
         struct json_object *vm = json_object_array_get_idx(vms, i);
-        struct json_object *refs = member(member(vm, "spec"), "blockDeviceRefs");
-        size_t n = refs && json_object_is_type(refs, json_type_array)
-                       ? json_object_array_length(refs) : 0;
-        for (size_t k = 0; k < n; k++) {
-            struct json_object *ref = json_object_array_get_idx(refs, k);
-            if (str_eq(string(ref, "kind"), VF_CVI_KIND) && str_eq(string(ref, "name"), name)) {
-                const char *vmname = string(member(vm, "metadata"), "name");
-                if (o < len)
-                    o += (size_t)snprintf(buf + o, len - o, "%s\"%s\"", o ? ", " : "",
-                                          vmname ? vmname : "?");
-                break;
-            }
-        }
+        if (!vf_images_vm_refers(vm, VF_CVI_KIND, name))
+            continue;
+        const char *vmname = string(member(vm, "metadata"), "name");
+        if (o < len)
+            o += (size_t)snprintf(buf + o, len - o, "%s\"%s\"", o ? ", " : "",
+                                  vmname ? vmname : "?");
     }
     json_object_put(vms);
     return o > 0;
-}
-
-static bool has_finalizer(const struct json_object *obj)
-{
-    struct json_object *f = member(member(obj, "metadata"), "finalizers");
-    size_t n = f && json_object_is_type(f, json_type_array) ? json_object_array_length(f) : 0;
-    for (size_t i = 0; i < n; i++)
-        if (str_eq(json_object_get_string(json_object_array_get_idx(f, i)), VF_CVI_FINALIZER))
-            return true;
-    return false;
-}
-
-static int finalizer_update(struct vf_images *im, const struct json_object *obj, bool add)
-{
-    struct json_object *copy = NULL;
-    if (json_object_deep_copy((struct json_object *)obj, &copy, NULL) < 0)
-        return -ENOMEM;
-    struct json_object *meta = member(copy, "metadata");
-    struct json_object *f = member(meta, "finalizers");
-    struct json_object *next = json_object_new_array();
-    size_t n = f && json_object_is_type(f, json_type_array) ? json_object_array_length(f) : 0;
-    for (size_t i = 0; i < n; i++) {
-        struct json_object *e = json_object_array_get_idx(f, i);
-        if (!str_eq(json_object_get_string(e), VF_CVI_FINALIZER))
-            json_object_array_add(next, json_object_get(e));
-    }
-    if (add)
-        json_object_array_add(next, json_object_new_string(VF_CVI_FINALIZER));
-    json_object_object_add(meta, "finalizers", next);
-    json_object_object_del(copy, "status");
-    struct vf_error err = {0};
-    int rc = im->core->object_update(im->ctx, VF_CVI_KIND, copy, NULL, &err);
-    json_object_put(copy);
-    if (rc < 0 && rc != -ENOENT && rc != -ESTALE)
-        im->core->log(im->ctx, VF_LOG_ERROR, "image \"%s\": cannot %s its finalizer: %s",
-                      string(member(obj, "metadata"), "name"), add ? "add" : "remove",
-                      err.message);
-    return rc;
 }
 
 static void upload_urls(struct vf_images *im, const char *token, struct json_object *status)
@@ -503,8 +395,8 @@ static void upload_urls(struct vf_images *im, const char *token, struct json_obj
         snprintf(ext, sizeof ext, "%s", in);
     }
     struct json_object *urls = json_object_new_object();
-    set_str(urls, "external", ext);
-    set_str(urls, "inCluster", in);
+    vf_images_set_str(urls, "external", ext);
+    vf_images_set_str(urls, "inCluster", in);
     json_object_object_add(status, "imageUploadURLs", urls);
 }
 
@@ -521,10 +413,10 @@ static void upload_open(struct vf_images *im, struct cvi_rec *r, struct json_obj
     r->upload_deadline = now_s() + (im->set.upload_timeout_ms + 999) / 1000;
     vf_upload_token_add(im->upload, r->token, r->uid, vf_dvcr_room(&im->dvcr, r->uid),
                         r->upload_deadline);
-    rfc3339(r->upload_deadline, until, sizeof until);
-    set_str(status, "phase", "WaitForUserUpload");
+    vf_images_rfc3339(r->upload_deadline, until, sizeof until);
+    vf_images_set_str(status, "phase", "WaitForUserUpload");
     upload_urls(im, r->token, status);
-    set_str(status, "uploadExpiresAt", until);
+    vf_images_set_str(status, "uploadExpiresAt", until);
     snprintf(msg, sizeof msg, "waiting for the image: PUT it to status.imageUploadURLs.external "
              "(curl URL -T FILE, or virtfleet upload cvi %s FILE) before %s", r->name, until);
     set_ready(status, false, "WaitForUserUpload", msg);
@@ -557,7 +449,7 @@ static void begin_import(struct vf_images *im, struct cvi_rec *r, const struct j
         if (resume && vf_dvcr_path(&im->dvcr, r->uid, VF_DVCR_DOWNLOAD, dl, sizeof dl) == 0 &&
             stat(dl, &st) == 0 && st.st_size > 0) {
             if (job_start(im, r, obj, SRC_UPLOAD, NULL, NULL))
-                set_str(status, "phase", "Provisioning");
+                vf_images_set_str(status, "phase", "Provisioning");
             return;
         }
         upload_open(im, r, status);
@@ -574,7 +466,7 @@ static void begin_import(struct vf_images *im, struct cvi_rec *r, const struct j
         const char *path = string(member(ss, "target"), "path");
         if (!str_eq(string(ss, "phase"), "Ready") || !path ||
             member(member(src, "metadata"), "deletionTimestamp")) {
-            set_str(status, "phase", "Pending");
+            vf_images_set_str(status, "phase", "Pending");
             snprintf(msg, sizeof msg, "waiting for ClusterVirtualImage \"%s\" to be Ready",
                      src_name);
             set_ready(status, false, "WaitingForSource", msg);
@@ -591,20 +483,20 @@ static void begin_import(struct vf_images *im, struct cvi_rec *r, const struct j
                 if (v && json_object_deep_copy(v, &c, NULL) == 0)
                     json_object_object_add(status, keys[i], c);
             }
-            set_str(status, "phase", "Provisioning");
-            set_str(status, "progress", "0.0%");
+            vf_images_set_str(status, "phase", "Provisioning");
+            vf_images_set_str(status, "progress", "0.0%");
             set_ready(status, false, "Provisioning", "copying the image");
         }
         json_object_put(src);
         return;
     }
     if (job_start(im, r, obj, str_eq(type, "HTTP") ? SRC_HTTP : SRC_REGISTRY, NULL, NULL)) {
-        set_str(status, "phase", "Provisioning");
+        vf_images_set_str(status, "phase", "Provisioning");
         set_ready(status, false, "Provisioning", str_eq(type, "HTTP")
                                                      ? "downloading the image"
                                                      : "pulling the image from the registry");
     } else if (!string(status, "phase")) {
-        set_str(status, "phase", "Pending");
+        vf_images_set_str(status, "phase", "Pending");
     }
 }
 
@@ -629,22 +521,23 @@ static void reconcile(struct vf_images *im, const struct json_object *obj)
     }
     bool deleting = member(meta, "deletionTimestamp") != NULL;
     r->deleting = deleting;
-    if (!has_finalizer(obj)) {
+    if (!vf_images_has_finalizer(obj, VF_CVI_FINALIZER)) {
         /* Not ours yet: take it on.  Being deleted without ours: already
          * cleaned up, another finalizer (a disk copying from it) holds it. */
-        if (!deleting)
-            finalizer_update(im, obj, true);   /* its event brings the image back */
+        if (!deleting)   /* its event brings the image back */
+            vf_images_finalizer_update(im->core, im->ctx, VF_CVI_KIND, obj, VF_CVI_FINALIZER,
+                                       true);
         return;
     }
-    struct json_object *status = status_copy(obj);
+    struct json_object *status = vf_images_status_copy(obj);
     const char *phase = string(status, "phase");
     struct json_object *og = member(status, "observedGeneration");
-    int64_t gen = generation_of(obj);
+    int64_t gen = vf_images_generation(obj);
     bool current = og && json_object_get_int64(og) == gen;
 
     if (deleting) {
         char users[MSG_MAX];
-        set_str(status, "phase", "Terminating");
+        vf_images_set_str(status, "phase", "Terminating");
         token_close(im, r);
         json_object_object_del(status, "imageUploadURLs");
         json_object_object_del(status, "uploadExpiresAt");
@@ -657,7 +550,8 @@ static void reconcile(struct vf_images *im, const struct json_object *obj)
             write_status(im, name, status);
             json_object_put(status);
             vf_dvcr_remove(&im->dvcr, uid, false);
-            if (finalizer_update(im, obj, false) == 0)
+            if (vf_images_finalizer_update(im->core, im->ctx, VF_CVI_KIND, obj, VF_CVI_FINALIZER,
+                                           false) == 0)
                 im->core->log(im->ctx, VF_LOG_INFO, "image \"%s\": files removed; deleted", name);
             return;
         }
@@ -675,7 +569,7 @@ static void reconcile(struct vf_images *im, const struct json_object *obj)
                 atomic_store(&r->job->cancel, true);
             else
                 r->kick = true;
-            set_str(status, "phase", "Pending");
+            vf_images_set_str(status, "phase", "Pending");
             set_ready(status, false, "SpecChanged", "the spec changed; the import restarts");
             write_status(im, name, status);
             json_object_put(status);
@@ -689,7 +583,7 @@ static void reconcile(struct vf_images *im, const struct json_object *obj)
         for (size_t i = 0; i < sizeof stale / sizeof stale[0]; i++)
             json_object_object_del(status, stale[i]);
         /* The progress column starts over from 0.0%, never blank. */
-        set_str(status, "progress", "0.0%");
+        vf_images_set_str(status, "progress", "0.0%");
         json_object_object_add(status, "observedGeneration", json_object_new_int64(gen));
         begin_import(im, r, obj, status, false);
     } else if (str_eq(phase, "Provisioning") && !r->job) {
@@ -748,24 +642,15 @@ static void progress_write(struct vf_images *im, struct cvi_rec *r, const char *
     struct json_object *obj = NULL;
     if (im->core->object_get(im->ctx, VF_CVI_KIND, r->name, &obj) < 0)
         return;
-    struct json_object *status = status_copy(obj);
+    struct json_object *status = vf_images_status_copy(obj);
     const char *phase = string(status, "phase");
     if (str_eq(phase, "Provisioning") || str_eq(phase, "WaitForUserUpload")) {
-        set_str(status, "progress", progress);
+        vf_images_set_str(status, "progress", progress);
         write_status(im, r->name, status);
         snprintf(r->progress, sizeof r->progress, "%s", progress);
     }
     json_object_put(status);
     json_object_put(obj);
-}
-
-static void format_progress(uint64_t done, uint64_t total, char *buf, size_t len)
-{
-    double pct = total ? 100.0 * (double)done / (double)total : 0.0;
-    if (pct > 100.0)
-        pct = 100.0;
-    /* Never show 100.0% before the last byte: round down to a tenth. */
-    snprintf(buf, len, "%.1f%%", (double)(int64_t)(pct * 10) / 10);
 }
 
 static void tick(void *opaque)
@@ -783,13 +668,13 @@ static void tick(void *opaque)
             if (atomic_load(&r->job->converting))
                 snprintf(p, sizeof p, "100.0%%");
             else if (total)
-                format_progress(done, total, p, sizeof p);
+                vf_images_progress_text(done, total, p, sizeof p);
             else
                 snprintf(p, sizeof p, "0.0%%");
             progress_write(im, r, p);
         } else if (r->token[0] && vf_upload_token_progress(im->upload, r->token, &done, &total)) {
             if (total) {
-                format_progress(done, total, p, sizeof p);
+                vf_images_progress_text(done, total, p, sizeof p);
                 progress_write(im, r, p);
             }
         } else if (r->token[0] && r->upload_deadline <= now) {
@@ -832,16 +717,16 @@ static void upload_posted(void *opaque)
         token_close(im, r);
         struct json_object *obj = NULL;
         if (im->core->object_get(im->ctx, VF_CVI_KIND, r->name, &obj) == 0) {
-            struct json_object *status = status_copy(obj);
+            struct json_object *status = vf_images_status_copy(obj);
             json_object_object_del(status, "imageUploadURLs");
             json_object_object_del(status, "uploadExpiresAt");
             if (job_start(im, r, obj, SRC_UPLOAD, NULL, NULL)) {
-                set_str(status, "phase", "Provisioning");
-                set_str(status, "progress", "100.0%");
+                vf_images_set_str(status, "phase", "Provisioning");
+                vf_images_set_str(status, "progress", "100.0%");
                 set_ready(status, false, "Provisioning", "checking and storing the upload");
             } else {
                 /* Provisioning with the file on disk: the tick resumes it. */
-                set_str(status, "phase", "Provisioning");
+                vf_images_set_str(status, "phase", "Provisioning");
             }
             write_status(im, r->name, status);
             json_object_put(status);

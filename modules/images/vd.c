@@ -21,6 +21,7 @@
 #include "vd.h"
 #include "vd_volume.h"
 #include "cvi.h"
+#include "ctl_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -108,14 +109,6 @@ static bool str_eq(const char *a, const char *b)
     return a && b && strcmp(a, b) == 0;
 }
 
-static void set_str(struct json_object *o, const char *key, const char *v)
-{
-    if (v)
-        json_object_object_add(o, key, json_object_new_string(v));
-    else
-        json_object_object_del(o, key);
-}
-
 static int64_t mono_s(void)
 {
     struct timespec ts;
@@ -123,84 +116,16 @@ static int64_t mono_s(void)
     return ts.tv_sec;
 }
 
-static void now_text(char *buf, size_t len)
-{
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-static int64_t generation_of(const struct json_object *obj)
-{
-    struct json_object *g = member(member(obj, "metadata"), "generation");
-    return g ? json_object_get_int64(g) : 0;
-}
-
-static struct json_object *status_copy(const struct json_object *obj)
-{
-    struct json_object *s = member(obj, "status"), *copy = NULL;
-    if (s && json_object_deep_copy(s, &copy, NULL) == 0)
-        return copy;
-    return json_object_new_object();
-}
-
-/* Set condition `type`; its transition time moves only when its status does. */
-static void condition_set(struct json_object *status, const char *type, bool ok,
-                          const char *reason, const char *msg)
-{
-    struct json_object *conds = member(status, "conditions"), *c = NULL;
-    if (!conds || !json_object_is_type(conds, json_type_array)) {
-        conds = json_object_new_array();
-        json_object_object_add(status, "conditions", conds);
-    }
-    for (size_t i = 0; i < json_object_array_length(conds); i++)
-        if (str_eq(string(json_object_array_get_idx(conds, i), "type"), type))
-            c = json_object_array_get_idx(conds, i);
-    if (!c) {
-        c = json_object_new_object();
-        json_object_array_add(conds, c);
-        set_str(c, "type", type);
-    }
-    const char *st = ok ? "True" : "False";
-    if (!str_eq(string(c, "status"), st) || !string(c, "lastTransitionTime")) {
-        char when[32];
-        now_text(when, sizeof when);
-        set_str(c, "lastTransitionTime", when);
-    }
-    set_str(c, "status", st);
-    set_str(c, "reason", reason);
-    set_str(c, "message", msg);
-}
-
-static void condition_remove(struct json_object *status, const char *type)
-{
-    struct json_object *conds = member(status, "conditions");
-    if (!conds || !json_object_is_type(conds, json_type_array))
-        return;
-    struct json_object *next = json_object_new_array();
-    for (size_t i = 0; i < json_object_array_length(conds); i++) {
-        struct json_object *e = json_object_array_get_idx(conds, i);
-        if (!str_eq(string(e, "type"), type))
-            json_object_array_add(next, json_object_get(e));
-    }
-    json_object_object_add(status, "conditions", next);
-}
-
 static void set_phase(struct json_object *status, const char *phase, const char *reason,
                       const char *msg)
 {
-    set_str(status, "phase", phase);
-    condition_set(status, "Ready", str_eq(phase, "Ready"), reason, msg);
+    vf_images_set_str(status, "phase", phase);
+    vf_images_condition_set(status, "Ready", str_eq(phase, "Ready"), reason, msg);
 }
 
 static void write_status(struct vf_vd *vd, const char *name, struct json_object *status)
 {
-    struct vf_error err = {0};
-    int rc = vd->core->object_update_status(vd->ctx, VF_VD_KIND, name, status, NULL, &err);
-    if (rc < 0 && rc != -ENOENT)
-        vd->core->log(vd->ctx, VF_LOG_ERROR, "disk \"%s\": cannot write its status: %s", name,
-                      err.message);
+    vf_images_status_write(vd->core, vd->ctx, VF_VD_KIND, "disk", name, status);
 }
 
 /* ---- records ------------------------------------------------------------------- */
@@ -259,47 +184,6 @@ static void vd_unref(struct vf_vd *vd)
 
 /* ---- finalizers (the disk's own, and the hold on a source image) --------------------- */
 
-static bool has_finalizer(const struct json_object *obj, const char *which)
-{
-    struct json_object *f = member(member(obj, "metadata"), "finalizers");
-    size_t n = f && json_object_is_type(f, json_type_array) ? json_object_array_length(f) : 0;
-    for (size_t i = 0; i < n; i++)
-        if (str_eq(json_object_get_string(json_object_array_get_idx(f, i)), which))
-            return true;
-    return false;
-}
-
-static int finalizer_update(struct vf_vd *vd, const char *kind, const struct json_object *obj,
-                            const char *which, bool add)
-{
-    if (has_finalizer(obj, which) == add)
-        return 0;
-    struct json_object *copy = NULL;
-    if (json_object_deep_copy((struct json_object *)obj, &copy, NULL) < 0)
-        return -ENOMEM;
-    struct json_object *meta = member(copy, "metadata");
-    struct json_object *f = member(meta, "finalizers");
-    struct json_object *next = json_object_new_array();
-    size_t n = f && json_object_is_type(f, json_type_array) ? json_object_array_length(f) : 0;
-    for (size_t i = 0; i < n; i++) {
-        struct json_object *e = json_object_array_get_idx(f, i);
-        if (!str_eq(json_object_get_string(e), which))
-            json_object_array_add(next, json_object_get(e));
-    }
-    if (add)
-        json_object_array_add(next, json_object_new_string(which));
-    json_object_object_add(meta, "finalizers", next);
-    json_object_object_del(copy, "status");
-    struct vf_error err = {0};
-    int rc = vd->core->object_update(vd->ctx, kind, copy, NULL, &err);
-    json_object_put(copy);
-    if (rc < 0 && rc != -ENOENT && rc != -ESTALE)
-        vd->core->log(vd->ctx, VF_LOG_ERROR, "%s \"%s\": cannot %s finalizer %s: %s", kind,
-                      string(member(obj, "metadata"), "name"), add ? "add" : "remove", which,
-                      err.message);
-    return rc;
-}
-
 static const char *source_of(const struct json_object *vd_obj)
 {
     const struct json_object *ref = member(member(member(vd_obj, "spec"), "dataSource"),
@@ -326,24 +210,12 @@ static void source_hold_sync(struct vf_vd *vd, const char *cvi)
         }
         json_object_put(disks);
     }
-    finalizer_update(vd, VF_CVI_KIND, img, VF_VD_SOURCE_FINALIZER, needed);
+    vf_images_finalizer_update(vd->core, vd->ctx, VF_CVI_KIND, img, VF_VD_SOURCE_FINALIZER,
+                               needed);
     json_object_put(img);
 }
 
 /* ---- VMs that use a disk ---------------------------------------------------------- */
-
-static bool names_disk(const struct json_object *vm, const char *disk)
-{
-    struct json_object *refs = member(member(vm, "spec"), "blockDeviceRefs");
-    size_t n = refs && json_object_is_type(refs, json_type_array) ? json_object_array_length(refs)
-                                                                  : 0;
-    for (size_t k = 0; k < n; k++) {
-        struct json_object *ref = json_object_array_get_idx(refs, k);
-        if (str_eq(string(ref, "kind"), VF_VD_KIND) && str_eq(string(ref, "name"), disk))
-            return true;
-    }
-    return false;
-}
 
 /* status.attachedToVirtualMachines from the VMs that name the disk; users:
  * their names for messages ("" when none); running: a VM whose domain runs
@@ -358,7 +230,7 @@ static void attached_update(struct vf_vd *vd, const char *disk, struct json_obje
     if (vd->core->object_list(vd->ctx, "VirtualMachine", &vms) == 0) {
         for (size_t i = 0; i < json_object_array_length(vms); i++) {
             struct json_object *vm = json_object_array_get_idx(vms, i);
-            if (!names_disk(vm, disk))
+            if (!vf_images_vm_refers(vm, VF_VD_KIND, disk))
                 continue;
             const char *vmname = string(member(vm, "metadata"), "name");
             const char *phase = string(member(vm, "status"), "phase");
@@ -366,7 +238,7 @@ static void attached_update(struct vf_vd *vd, const char *disk, struct json_obje
             bool mounted = node && (str_eq(phase, "Running") || str_eq(phase, "Migrating") ||
                                     str_eq(phase, "Stopping") || str_eq(phase, "Starting"));
             struct json_object *e = json_object_new_object();
-            set_str(e, "name", vmname);
+            vf_images_set_str(e, "name", vmname);
             json_object_object_add(e, "mounted", json_object_new_boolean(mounted));
             json_object_array_add(list, e);
             if (o < users_len)
@@ -452,11 +324,11 @@ static void target_set(struct json_object *status, const char *node, const struc
                        const char *volume, const char *path)
 {
     struct json_object *t = json_object_new_object();
-    set_str(t, "node", node);
-    set_str(t, "pool", c->pool);
-    set_str(t, "volume", volume);
+    vf_images_set_str(t, "node", node);
+    vf_images_set_str(t, "pool", c->pool);
+    vf_images_set_str(t, "volume", volume);
     if (path)
-        set_str(t, "path", path);
+        vf_images_set_str(t, "path", path);
     json_object_object_add(t, "shared", json_object_new_boolean(c->shared));
     json_object_object_add(status, "target", t);
 }
@@ -478,7 +350,7 @@ static void job_done(void *opaque)
     if (vd->stopped || !r || strcmp(r->uid, c->uid) ||
         vd->core->object_get(vd->ctx, VF_VD_KIND, c->name, &obj) < 0)
         goto out;
-    struct json_object *status = status_copy(obj);
+    struct json_object *status = vf_images_status_copy(obj);
     char msg[MSG_MAX], cap[32];
     bool deleting = member(member(obj, "metadata"), "deletionTimestamp") != NULL;
     if (j->rc == -ECANCELED || (deleting && j->op != VF_VD_DELETE)) {
@@ -486,7 +358,7 @@ static void job_done(void *opaque)
     } else if (j->op == VF_VD_CHOOSE) {
         if (j->rc < 0) {
             /* Still Provisioning (the image stays held): tried again shortly. */
-            condition_set(status, "Ready", false, j->err.reason, j->err.message);
+            vf_images_condition_set(status, "Ready", false, j->err.reason, j->err.message);
             r->not_before = mono_s() + RETRY_S;
             r->kick = true;
         } else {
@@ -500,7 +372,7 @@ static void job_done(void *opaque)
                 /* The durable record first: a restart finds the volume by it. */
                 target_set(status, j->chosen, cls, j->volume, NULL);
                 set_phase(status, "Provisioning", "Provisioning", "creating the volume");
-                set_str(status, "progress", "0.0%");
+                vf_images_set_str(status, "progress", "0.0%");
             }
             r->kick = true;
         }
@@ -515,21 +387,21 @@ static void job_done(void *opaque)
             } else {
                 /* The volume is as it was: Ready, and the resize is tried again later. */
                 set_phase(status, "Ready", "Ready", "the disk is ready to use");
-                condition_set(status, "Resized", false, j->err.reason, j->err.message);
+                vf_images_condition_set(status, "Resized", false, j->err.reason, j->err.message);
                 r->not_before = mono_s() + RETRY_S * 6;
                 r->kick = true;
             }
         } else {
             struct json_object *t = member(status, "target");
             if (t)
-                set_str(t, "path", j->path);
+                vf_images_set_str(t, "path", j->path);
             vf_vd_quantity_format(j->capacity_out, cap, sizeof cap);
-            set_str(status, "capacity", cap);
-            set_str(status, "progress", "100%");
+            vf_images_set_str(status, "capacity", cap);
+            vf_images_set_str(status, "progress", "100%");
             set_phase(status, "Ready", "Ready", "the disk is ready to use");
             if (j->op == VF_VD_RESIZE)
-                condition_set(status, "Resized", true, "Resized", "the disk has the size the "
-                              "spec asks for");
+                vf_images_condition_set(status, "Resized", true, "Resized",
+                                        "the disk has the size the spec asks for");
             vd->core->log(vd->ctx, VF_LOG_INFO, "disk \"%s\": %s on node \"%s\" (%s, %s)",
                           c->name, j->op == VF_VD_CREATE ? "ready" : "resized", j->node, cap,
                           j->path);
@@ -551,7 +423,7 @@ static void job_done(void *opaque)
     } else if (j->op == VF_VD_DELETE) {
         if (j->rc < 0) {
             snprintf(msg, sizeof msg, "cannot delete the volume (retried): %s", j->err.message);
-            condition_set(status, "Ready", false, j->err.reason, msg);
+            vf_images_condition_set(status, "Ready", false, j->err.reason, msg);
             r->not_before = mono_s() + RETRY_S;
             r->kick = true;
         } else {
@@ -671,7 +543,8 @@ static bool source_take(struct vf_vd *vd, struct vd_rec *r, const char *cvi,
     struct json_object *img = NULL;
     if (vd->core->object_get(vd->ctx, VF_CVI_KIND, cvi, &img) == 0) {
         if (!member(member(img, "metadata"), "deletionTimestamp") || r->src_fd >= 0)
-            finalizer_update(vd, VF_CVI_KIND, img, VF_VD_SOURCE_FINALIZER, true);
+            vf_images_finalizer_update(vd->core, vd->ctx, VF_CVI_KIND, img,
+                                       VF_VD_SOURCE_FINALIZER, true);
         json_object_put(img);
     }
     if (r->src_fd >= 0) {
@@ -729,10 +602,10 @@ static void step_choose(struct vf_vd *vd, struct vd_rec *r, const struct json_ob
         j->src_bytes = (uint64_t)st.st_blocks * 512;
     if (candidates(vd, j) == 0) {
         vf_vd_volume_job_free(j);
-        condition_set(status, "Ready", false, "NoNodeReady", "waiting for a Ready node to "
-                      "create the volume on");
+        vf_images_condition_set(status, "Ready", false, "NoNodeReady",
+                                "waiting for a Ready node to create the volume on");
         if (!string(status, "phase"))
-            set_str(status, "phase", "Pending");
+            vf_images_set_str(status, "phase", "Pending");
         r->kick = true;
         return;
     }
@@ -773,7 +646,7 @@ static void step_create(struct vf_vd *vd, struct vd_rec *r, const struct json_ob
     if (!conn) {
         snprintf(msg, sizeof msg, "waiting for node \"%s\" to be Ready to create the volume",
                  node);
-        condition_set(status, "Ready", false, "NodeNotReady", msg);
+        vf_images_condition_set(status, "Ready", false, "NodeNotReady", msg);
         r->kick = true;
         return;
     }
@@ -793,7 +666,7 @@ static void step_create(struct vf_vd *vd, struct vd_rec *r, const struct json_ob
             fstat(j->src_fd, &st) < 0) {
             snprintf(msg, sizeof msg, "cannot read the file of ClusterVirtualImage \"%s\": %s",
                      cvi, strerror(errno));
-            condition_set(status, "Ready", false, "ImageNotReady", msg);
+            vf_images_condition_set(status, "Ready", false, "ImageNotReady", msg);
             vf_vd_volume_job_free(j);
             r->kick = true;
             return;
@@ -803,7 +676,7 @@ static void step_create(struct vf_vd *vd, struct vd_rec *r, const struct json_ob
     snprintf(j->format, sizeof j->format, "%s", format);
     j->capacity = size > virt ? size : virt;
     if (job_submit(vd, r, j, cvi)) {
-        set_str(status, "format", format);
+        vf_images_set_str(status, "format", format);
         set_phase(status, "Provisioning", "Provisioning", cvi ? "copying the image into the "
                                                                 "volume" : "creating the volume");
     }
@@ -821,7 +694,7 @@ static void step_resize(struct vf_vd *vd, struct vd_rec *r, struct json_object *
     void *conn = volume_conn(vd, t, node, sizeof node);
     if (!conn) {
         snprintf(msg, sizeof msg, "waiting for node \"%s\" to be Ready to grow the volume", node);
-        condition_set(status, "Resized", false, "NodeNotReady", msg);
+        vf_images_condition_set(status, "Resized", false, "NodeNotReady", msg);
         r->kick = true;
         return;
     }
@@ -841,9 +714,9 @@ static void step_resize(struct vf_vd *vd, struct vd_rec *r, struct json_object *
         j->dom_conn = conn_ref(vd->core->node_connection(vd->ctx, run_node));
     }
     if (job_submit(vd, r, j, NULL)) {
-        set_str(status, "phase", "Resizing");
-        condition_set(status, "Resized", false, "Resizing", run_vm[0]
-                      ? "growing the disk of the running VM" : "growing the volume");
+        vf_images_set_str(status, "phase", "Resizing");
+        vf_images_condition_set(status, "Resized", false, "Resizing", run_vm[0]
+                                ? "growing the disk of the running VM" : "growing the volume");
     }
 }
 
@@ -891,7 +764,7 @@ static void step_delete(struct vf_vd *vd, struct vd_rec *r, const struct json_ob
 {
     const struct json_object *t = member(status, "target");
     char msg[MSG_MAX], node[256];
-    set_str(status, "phase", "Terminating");
+    vf_images_set_str(status, "phase", "Terminating");
     if (r->job) {
         atomic_store(&r->job->cancel, true);   /* its done() comes back here */
         write_status(vd, r->name, status);
@@ -901,11 +774,11 @@ static void step_delete(struct vf_vd *vd, struct vd_rec *r, const struct json_ob
     if (users[0]) {
         snprintf(msg, sizeof msg, "deletion waits until no virtual machine uses the disk: "
                  "named in spec.blockDeviceRefs of %s", users);
-        condition_set(status, "InUse", true, "UsedByVirtualMachine", msg);
+        vf_images_condition_set(status, "InUse", true, "UsedByVirtualMachine", msg);
         write_status(vd, r->name, status);
         return;
     }
-    condition_remove(status, "InUse");
+    vf_images_condition_remove(status, "InUse");
     if (step_stale(vd, r, status)) {
         write_status(vd, r->name, status);
         return;
@@ -923,7 +796,7 @@ static void step_delete(struct vf_vd *vd, struct vd_rec *r, const struct json_ob
                 virConnectClose(conn);
             snprintf(msg, sizeof msg, "waiting for node \"%s\" to be Ready to delete the volume",
                      node);
-            condition_set(status, "Ready", false, "NodeNotReady", msg);
+            vf_images_condition_set(status, "Ready", false, "NodeNotReady", msg);
             r->kick = true;
             write_status(vd, r->name, status);
             return;
@@ -938,7 +811,7 @@ static void step_delete(struct vf_vd *vd, struct vd_rec *r, const struct json_ob
     }
     write_status(vd, r->name, status);
     const char *cvi = source_of(obj);
-    if (finalizer_update(vd, VF_VD_KIND, obj, VF_VD_FINALIZER, false) == 0)
+    if (vf_images_finalizer_update(vd->core, vd->ctx, VF_VD_KIND, obj, VF_VD_FINALIZER, false) == 0)
         vd->core->log(vd->ctx, VF_LOG_INFO, "disk \"%s\": deleted", r->name);
     source_hold_sync(vd, cvi);
 }
@@ -964,11 +837,12 @@ static void reconcile(struct vf_vd *vd, const struct json_object *obj)
         r->not_before = 0;
     }
     bool deleting = member(meta, "deletionTimestamp") != NULL;
-    if (!deleting && !has_finalizer(obj, VF_VD_FINALIZER)) {
-        finalizer_update(vd, VF_VD_KIND, obj, VF_VD_FINALIZER, true);   /* its event comes back */
+    if (!deleting && !vf_images_has_finalizer(obj, VF_VD_FINALIZER)) {
+        /* Its event brings the disk back. */
+        vf_images_finalizer_update(vd->core, vd->ctx, VF_VD_KIND, obj, VF_VD_FINALIZER, true);
         return;
     }
-    struct json_object *status = status_copy(obj);
+    struct json_object *status = vf_images_status_copy(obj);
     char users[MSG_MAX], run_vm[256], run_node[256], msg[MSG_MAX];
     attached_update(vd, name, status, users, sizeof users, run_vm, run_node, sizeof run_vm);
     if (deleting) {
@@ -977,7 +851,7 @@ static void reconcile(struct vf_vd *vd, const struct json_object *obj)
         return;
     }
     json_object_object_add(status, "observedGeneration",
-                           json_object_new_int64(generation_of(obj)));
+                           json_object_new_int64(vf_images_generation(obj)));
     const char *phase = string(status, "phase");
     if (r->job || str_eq(phase, "Failed") || r->not_before > mono_s()) {
         if (r->not_before > mono_s())
@@ -998,7 +872,7 @@ static void reconcile(struct vf_vd *vd, const struct json_object *obj)
         if (vf_vd_class_resolve(&vd->set, requested, &cls, msg, sizeof msg) < 0) {
             set_phase(status, "Pending", "StorageClassNotFound", msg);
         } else {
-            set_str(status, "storageClassName", cls->name);
+            vf_images_set_str(status, "storageClassName", cls->name);
             if (!phase)
                 set_phase(status, "Pending", "Pending", "the disk waits to be made");
             step_choose(vd, r, obj, status, cls, size);
@@ -1018,11 +892,11 @@ static void reconcile(struct vf_vd *vd, const struct json_object *obj)
                           "\"%s\" to node \"%s\"; deleting the stale copy there", name, run_vm,
                           string(t, "node"), run_node);
             struct json_object *sc = json_object_new_object();
-            set_str(sc, "node", string(t, "node"));
-            set_str(sc, "pool", string(t, "pool"));
-            set_str(sc, "volume", string(t, "volume"));
+            vf_images_set_str(sc, "node", string(t, "node"));
+            vf_images_set_str(sc, "pool", string(t, "pool"));
+            vf_images_set_str(sc, "volume", string(t, "volume"));
             json_object_object_add(status, "staleCopy", sc);
-            set_str((struct json_object *)t, "node", run_node);
+            vf_images_set_str((struct json_object *)t, "node", run_node);
         }
         /* Only while the VM runs from the disk's node: a migration back and
          * forth in between may have made the stale node the disk's again. */
@@ -1032,7 +906,7 @@ static void reconcile(struct vf_vd *vd, const struct json_object *obj)
         if (size > cap)
             step_resize(vd, r, status, size, run_vm, run_node);
         else
-            set_str(status, "phase", "Ready");
+            vf_images_set_str(status, "phase", "Ready");
     }
     write_status(vd, name, status);
     /* A copy that ended (or never began) lets go of its image. */
@@ -1079,9 +953,9 @@ static void progress_write(struct vf_vd *vd, struct vd_rec *r, const char *progr
     struct json_object *obj = NULL;
     if (vd->core->object_get(vd->ctx, VF_VD_KIND, r->name, &obj) < 0)
         return;
-    struct json_object *status = status_copy(obj);
+    struct json_object *status = vf_images_status_copy(obj);
     if (str_eq(string(status, "phase"), "Provisioning")) {
-        set_str(status, "progress", progress);
+        vf_images_set_str(status, "progress", progress);
         write_status(vd, r->name, status);
         snprintf(r->progress, sizeof r->progress, "%s", progress);
     }
@@ -1097,14 +971,9 @@ static void tick(void *opaque)
     int64_t now = mono_s();
     for (struct vd_rec *r = vd->recs; r; r = r->next) {
         if (r->job && r->job->op == VF_VD_CREATE) {
-            uint64_t done = atomic_load(&r->job->done_bytes);
-            uint64_t total = atomic_load(&r->job->total_bytes);
-            double pct = total ? 100.0 * (double)done / (double)total : 0.0;
             char p[16];
-            if (pct > 100.0)
-                pct = 100.0;
-            /* Never 100.0% before the last byte: round down to a tenth. */
-            snprintf(p, sizeof p, "%.1f%%", (double)(int64_t)(pct * 10) / 10);
+            vf_images_progress_text(atomic_load(&r->job->done_bytes),
+                                    atomic_load(&r->job->total_bytes), p, sizeof p);
             progress_write(vd, r, p);
         }
         if (r->kick && !r->job && r->not_before <= now && n < 64)
@@ -1124,7 +993,7 @@ static void holds_resync(struct vf_vd *vd)
         return;
     for (size_t i = 0; i < json_object_array_length(imgs); i++) {
         struct json_object *img = json_object_array_get_idx(imgs, i);
-        if (has_finalizer(img, VF_VD_SOURCE_FINALIZER))
+        if (vf_images_has_finalizer(img, VF_VD_SOURCE_FINALIZER))
             source_hold_sync(vd, string(member(img, "metadata"), "name"));
     }
     json_object_put(imgs);

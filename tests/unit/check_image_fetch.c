@@ -25,20 +25,12 @@ static char *ca_pem, *other_pem;
 
 static const char *sample(const char *name)
 {
-    static char buf[4][1024];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "%s/root/%s", dir, name);
-    return buf[i];
+    return ring_fmt("%s/root/%s", dir, name);
 }
 
 static const char *url(const char *path)
 {
-    static char buf[4][1024];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "http://127.0.0.1:%u%s", fx.port, path);
-    return buf[i];
+    return ring_fmt("http://127.0.0.1:%u%s", fx.port, path);
 }
 
 /* Fast retries and a short stall window keep the suite quick. */
@@ -546,11 +538,7 @@ static char *slurp(const char *path)
 
 static Suite *suite(void)
 {
-    Suite *s = suite_create("image_fetch");
-    struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
+    const struct fetch_case cases[] = {
         { "checksums", sha256_and_md5_match },
         { "wrong_checksum", wrong_checksum },
         { "not_found", not_found_names_status_and_url },
@@ -570,13 +558,7 @@ static Suite *suite(void)
         { "chunked", chunked_body },
         { "https", https_with_ca_bundle },
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return fetch_suite("image_fetch", cases, sizeof cases / sizeof cases[0]);
 }
 
 int main(void)

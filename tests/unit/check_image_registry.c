@@ -21,11 +21,7 @@ static char amd_sha[65], arm_sha[65];
 
 static const char *path_of(const char *name)
 {
-    static char buf[4][1024];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "%s/%s", dir, name);
-    return buf[i];
+    return ring_fmt("%s/%s", dir, name);
 }
 
 static struct vf_fetch_common common(void)
@@ -45,20 +41,12 @@ static int pull(const char *image, const char *platform, const char *user, const
 
 static const char *on_registry(const char *ref)
 {
-    static char buf[4][512];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "%s/%s", reg_addr, ref);
-    return buf[i];
+    return ring_fmt("%s/%s", reg_addr, ref);
 }
 
 static const char *on_fixture(const char *ref)
 {
-    static char buf[4][512];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "127.0.0.1:%u/%s", fx.port, ref);
-    return buf[i];
+    return ring_fmt("127.0.0.1:%u/%s", fx.port, ref);
 }
 
 START_TEST(pull_by_tag_oci)
@@ -624,11 +612,7 @@ static void make_hostile(void)
 
 static Suite *suite(void)
 {
-    Suite *s = suite_create("image_registry");
-    struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
+    const struct fetch_case cases[] = {
         { "by_tag", pull_by_tag_oci },
         { "by_digest", pull_by_digest },
         { "v2s2", pull_docker_v2s2 },
@@ -644,13 +628,7 @@ static Suite *suite(void)
         { "www_authenticate", www_authenticate_parse },
         { "manifest", manifest_parse },
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return fetch_suite("image_registry", cases, sizeof cases / sizeof cases[0]);
 }
 
 int main(void)

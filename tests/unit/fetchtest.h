@@ -1,6 +1,7 @@
 /* Helpers for the fetcher suites (check_image_fetch, check_image_registry):
- * shell commands, sample files, and tests/lib/http_fixture started as a child
- * process.  Header-only; include after <config.h> and testlib.h. */
+ * shell commands, sample files, formatted paths and URLs, the suite's test
+ * cases, and tests/lib/http_fixture started as a child process.  Header-only;
+ * include after <config.h> and testlib.h. */
 #ifndef VF_FETCHTEST_H
 #define VF_FETCHTEST_H
 #include <errno.h>
@@ -70,6 +71,21 @@ static const char *sh_out(const char *fmt, ...)
     return out[k];
 }
 
+/* printf into one of 16 static buffers taken in turn: a result stays valid
+ * through the next 15 calls, plenty for the paths and URLs one check names. */
+static const char *ring_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *ring_fmt(const char *fmt, ...)
+{
+    static char buf[16][1024];
+    static int k;
+    va_list ap;
+    k = (k + 1) % 16;
+    va_start(ap, fmt);
+    vsnprintf(buf[k], sizeof buf[k], fmt, ap);
+    va_end(ap);
+    return buf[k];
+}
+
 /* A file of size bytes from a simple generator (seeded, so files differ). */
 static void write_sample(const char *path, size_t size, unsigned seed)
 {
@@ -92,6 +108,25 @@ static void sleep_ms(int ms)
 {
     struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
     nanosleep(&ts, NULL);
+}
+
+/* The suite: one test case per test, each with a timeout generous enough
+ * for fetches from real servers on a loaded machine. */
+struct fetch_case {
+    const char *name;
+    const TTest *test;
+};
+
+static Suite *fetch_suite(const char *name, const struct fetch_case *cases, size_t n)
+{
+    Suite *s = suite_create(name);
+    for (size_t i = 0; i < n; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_set_timeout(tc, 120);
+        tcase_add_test(tc, cases[i].test);
+        suite_add_tcase(s, tc);
+    }
+    return s;
 }
 
 struct fixture {

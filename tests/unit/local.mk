@@ -50,7 +50,7 @@ tests_unit_modules_init_fail_la_SOURCES = tests/unit/modules/init_fail.c
 tests_unit_modules_init_fail_la_LDFLAGS = $(BROKEN_MODULE_LINKFLAGS)
 tests_unit_modules_bad_settings_la_SOURCES = tests/unit/modules/bad_settings.c
 tests_unit_modules_bad_settings_la_LDFLAGS = $(BROKEN_MODULE_LINKFLAGS)
-EXTRA_DIST += tests/unit/testlib.h tests/unit/teststack.h
+EXTRA_DIST += tests/unit/testlib.h tests/unit/teststack.h tests/unit/vmtest.h
 tests_unit_check_cluster_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_cluster_LDADD = $(CORE_UNIT_LIBS)
 tests_unit_check_vms_CFLAGS = $(UNIT_CFLAGS)
@@ -85,7 +85,8 @@ TESTS += tests/unit/check_images_module
 tests_unit_check_images_module_SOURCES = tests/unit/check_images_module.c \
 	modules/images/module.c modules/images/cvi.c modules/images/cvi_kind.c modules/images/cvi_import.c \
 	modules/images/image_store.c \
-	modules/images/upload.c modules/images/vd.c modules/images/vd_kind.c modules/images/vd_volume.c
+	modules/images/upload.c modules/images/vd.c modules/images/vd_kind.c modules/images/vd_volume.c \
+	modules/images/ctl_util.c
 tests_unit_check_images_module_CFLAGS = $(UNIT_CFLAGS) $(CRYPTO_CFLAGS) $(LIBVIRT_CFLAGS)
 tests_unit_check_images_module_LDADD = modules/images/libvfimage.la modules/images/libvffetch.la \
 	$(MHD_LIBS) $(CURL_LIBS) $(CRYPTO_LIBS) $(LIBVIRT_LIBS) $(CHECK_LIBS) $(JSONC_LIBS) -lpthread
@@ -93,7 +94,7 @@ tests_unit_check_images_module_LDADD = modules/images/libvfimage.la modules/imag
 check_PROGRAMS += tests/unit/check_vd
 TESTS += tests/unit/check_vd
 tests_unit_check_vd_SOURCES = tests/unit/check_vd.c modules/images/vd.c modules/images/vd_kind.c \
-	modules/images/vd_volume.c
+	modules/images/vd_volume.c modules/images/ctl_util.c
 tests_unit_check_vd_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_vd_LDADD = $(LIBVIRT_LIBS) $(CHECK_LIBS) $(JSONC_LIBS)
 endif

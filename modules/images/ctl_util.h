@@ -1,0 +1,59 @@
+/* What the images module's two controllers, cvi.c (ClusterVirtualImage) and
+ * vd.c (VirtualDisk), do alike to the objects they own: status fields and
+ * conditions, writing the status back, their finalizers, the progress column
+ * and which VMs name an object.  One copy, so that both show the same status
+ * shapes and log the same way.  Loop thread only. */
+#ifndef VF_IMAGES_CTL_UTIL_H
+#define VF_IMAGES_CTL_UTIL_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <json-c/json.h>
+#include <virtfleet/module.h>
+
+/* o.key = v as a string, or no o.key when v is NULL. */
+void vf_images_set_str(struct json_object *o, const char *key, const char *v);
+
+/* obj's metadata.generation; 0 when it has none. */
+int64_t vf_images_generation(const struct json_object *obj);
+
+/* A deep copy of obj's status to change and write back (json_object_put()
+ * it); an empty object when obj has none. */
+struct json_object *vf_images_status_copy(const struct json_object *obj);
+
+/* Replaces the status of kind/name.  An object that is gone meanwhile is not
+ * an error; any other failure is logged as `noun "name": cannot write its
+ * status`. */
+void vf_images_status_write(const struct vf_core *core, struct vf_module_ctx *ctx,
+                            const char *kind, const char *noun, const char *name,
+                            struct json_object *status);
+
+/* t (seconds since the epoch) as RFC 3339 in UTC: "2006-01-02T15:04:05Z". */
+void vf_images_rfc3339(int64_t t, char *buf, size_t len);
+
+/* Sets condition `type` in status.conditions (made when missing); its
+ * lastTransitionTime moves only when its status does. */
+void vf_images_condition_set(struct json_object *status, const char *type, bool ok,
+                             const char *reason, const char *msg);
+
+/* Drops condition `type` from status.conditions; no list: nothing changes. */
+void vf_images_condition_remove(struct json_object *status, const char *type);
+
+/* true when obj's metadata.finalizers holds `which`. */
+bool vf_images_has_finalizer(const struct json_object *obj, const char *which);
+
+/* Adds (add) or removes finalizer `which` on kind obj by an update of its
+ * metadata (never its status); nothing to do: 0.  Returns the update's code;
+ * failures other than a gone or changed object (its event comes back) are
+ * logged. */
+int vf_images_finalizer_update(const struct vf_core *core, struct vf_module_ctx *ctx,
+                               const char *kind, const struct json_object *obj,
+                               const char *which, bool add);
+
+/* done of total as the progress column shows it ("42.1%"): rounded down to a
+ * tenth, so that 100.0% appears only with the last byte. */
+void vf_images_progress_text(uint64_t done, uint64_t total, char *buf, size_t len);
+
+/* true when VirtualMachine vm's spec.blockDeviceRefs names kind/name. */
+bool vf_images_vm_refers(const struct json_object *vm, const char *kind, const char *name);
+#endif
