@@ -574,10 +574,18 @@ static enum MHD_Result api_access(void *cls, struct MHD_Connection *conn, const 
             errno = 0;
             v = strtoull(cl, &end, 10);
             if (errno || *end || v > api.max_body) {
-                /* Answer before reading a byte of it: the client learns at once. */
+                const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                                 MHD_HTTP_HEADER_EXPECT);
                 rq->too_large = true;
-                api_reply_too_large(&r, method, url);
-                return api_reply_send(conn, rq, &r);
+                /* A client waiting for "100 Continue" learns at once and sends
+                 * nothing.  One already sending would see its connection reset
+                 * instead of the answer: its body is read and dropped (up to a
+                 * bound) and the 413 follows, as for a chunked upload. */
+                if ((expect && !strcasecmp(expect, "100-continue")) || errno || *end ||
+                    v > API_DISCARD_MAX) {
+                    api_reply_too_large(&r, method, url);
+                    return api_reply_send(conn, rq, &r);
+                }
             }
         }
         return MHD_YES;
