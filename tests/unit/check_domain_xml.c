@@ -608,11 +608,7 @@ END_TEST
 
 static Suite *domain_xml_suite(void)
 {
-    Suite *s = suite_create("domain_xml");
-    struct {
-        const char *name;
-        const TTest *fn;
-    } cases[] = {
+    const struct vf_test_case cases[] = {
         {"identity_and_sizing", test_identity_and_sizing},
         {"full_core", test_full_core_has_no_quota},
         {"cpu_per_class_type", test_cpu_per_class_type},
@@ -627,12 +623,7 @@ static Suite *domain_xml_suite(void)
         {"disks", test_disks},
         {"disks_round_trip", test_disks_round_trip},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].fn);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return vf_test_suite("domain_xml", cases, sizeof cases / sizeof cases[0]);
 }
 
 int main(void)

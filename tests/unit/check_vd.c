@@ -349,11 +349,7 @@ END_TEST
 
 static Suite *vd_suite(void)
 {
-    Suite *s = suite_create("vd");
-    struct {
-        const char *name;
-        const TTest *fn;
-    } cases[] = {
+    const struct vf_test_case cases[] = {
         {"validate", test_validate},
         {"validate_update", test_validate_update},
         {"quantity", test_quantity},
@@ -362,12 +358,7 @@ static Suite *vd_suite(void)
         {"file_sections", test_file_sections},
         {"jobs_on_test_driver", test_jobs_on_test_driver},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].fn);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return vf_test_suite("vd", cases, sizeof cases / sizeof cases[0]);
 }
 
 int main(void)

@@ -226,23 +226,14 @@ END_TEST
 
 static Suite *vm_disks_suite(void)
 {
-    Suite *s = suite_create("vm_disks");
-    struct {
-        const char *name;
-        const TTest *fn;
-    } cases[] = {
+    const struct vf_test_case cases[] = {
         {"no_refs", test_no_refs},
         {"ready_disks_in_order", test_ready_disks_in_order},
         {"wait_and_refuse", test_wait_and_refuse},
         {"local_disks_on_two_nodes", test_local_disks_on_two_nodes},
         {"pinned_placement", test_pinned_placement},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].fn);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return vf_test_suite("vm_disks", cases, sizeof cases / sizeof cases[0]);
 }
 
 int main(void)

@@ -83,6 +83,22 @@ static inline int64_t vf_test_json_int(const struct json_object *obj, const char
     return json_object_get_int64(v);
 }
 
+/* A suite of one test case per test, each named as given. */
+struct vf_test_case {
+    const char *name;
+    const TTest *fn;
+};
+static inline Suite *vf_test_suite(const char *name, const struct vf_test_case *cases, size_t n)
+{
+    Suite *s = suite_create(name);
+    for (size_t i = 0; i < n; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_add_test(tc, cases[i].fn);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
 /* Runs a suite with TAP on stdout; returns the process exit status. */
 static inline int vf_test_run(Suite *s)
 {
