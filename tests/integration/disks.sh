@@ -342,6 +342,9 @@ DAEMON_PID=
 kill -CONT $STOPPED
 STOPPED=
 vf_start || fail_out "the daemon starts again"
+# A libvirtd just woken from SIGSTOP may refuse the first connection; the
+# daemon reconnects with back-off.  Both nodes first, then the disks.
+wait_for 120 nodes_ready || fail_out "both nodes are Ready again"
 wait_for "$WAIT" phase_is vd crash Ready || logs
 check "after the restart the disk ends Ready" phase_is vd crash Ready
 check "with the image's content (qemu-img compare)" \
@@ -353,6 +356,7 @@ check "and the image is no longer held" no_hold
 for d in held shared-disk ghost crash; do vf delete vd "$d" >/dev/null 2>&1; done
 no_disks() { [ -z "$(vf get vd -o name 2>/dev/null)" ]; }
 wait_for "$WAIT" no_disks
+no_disks || { diag "$(vf get vd -o yaml 2>&1)"; logs; }
 check "every disk is deleted" no_disks
 no_vols() {
     virsh -q -c "$U1" pool-refresh shared >/dev/null 2>&1
