@@ -8,8 +8,8 @@
  * verbatim is a Discovery class's baseline <cpu>, which libvirt itself
  * computed; it is checked to be a single <cpu> element first.
  *
- * Disks come resolved (vm_disks.c turns spec.blockDeviceRefs into files on
- * the node): virtio disks vda, vdb, ... and SATA CD-ROMs sda, sdb, ..., each
+ * Disks come resolved (vm_disks.c turns spec.blockDeviceRefs into files or
+ * pool volumes on the node): virtio disks vda, vdb, ... and SATA CD-ROMs sda, sdb, ..., each
  * numbered in boot order as the refs are listed. */
 #include "domain_xml.h"
 #include "json_util.h"
@@ -475,10 +475,13 @@ static int check_disks(const struct vf_domain_xml_options *opts, const char *vm,
     size_t n_disk = 0, n_cdrom = 0;
     for (size_t i = 0; i < opts->n_disks; i++) {
         const struct vf_domain_disk *d = &opts->disks[i];
-        if (!d->path || d->path[0] != '/' || !check_text(d->path))
+        bool volume = !d->path && d->pool && d->volume;
+        if (volume ? !d->pool[0] || !d->volume[0] || !check_text(d->pool) ||
+                         !check_text(d->volume)
+                   : !d->path || d->path[0] != '/' || !check_text(d->path))
             return vf_error_set(err, -EINVAL, 400, "Invalid", "spec.blockDeviceRefs",
-                                "VM \"%s\": spec.blockDeviceRefs[%zu]: the disk has no absolute "
-                                "file path", vm, i);
+                                "VM \"%s\": spec.blockDeviceRefs[%zu]: the disk has neither an "
+                                "absolute file path nor a pool and volume", vm, i);
         if (!d->format || (strcmp(d->format, "raw") && strcmp(d->format, "qcow2")))
             return vf_error_set(err, -EINVAL, 400, "Invalid", "spec.blockDeviceRefs",
                                 "VM \"%s\": spec.blockDeviceRefs[%zu]: format \"%.16s\" is "
@@ -501,10 +504,18 @@ static void append_disks(struct buf *b, const struct vf_domain_xml_options *opts
             snprintf(dev, sizeof dev, "sd%c", (char)('a' + n_cdrom++));
         else
             snprintf(dev, sizeof dev, "vd%c", (char)('a' + n_disk++));
-        buf_addf(b, "    <disk type='file' device='%s'>\n"
-                    "      <driver name='qemu' type='%s'/>\n      <source file='",
-                 d->cdrom ? "cdrom" : "disk", d->format);
-        xml_escape(b, d->path);
+        buf_addf(b, "    <disk type='%s' device='%s'>\n"
+                    "      <driver name='qemu' type='%s'/>\n",
+                 d->path ? "file" : "volume", d->cdrom ? "cdrom" : "disk", d->format);
+        if (d->path) {
+            buf_add(b, "      <source file='");
+            xml_escape(b, d->path);
+        } else {
+            buf_add(b, "      <source pool='");
+            xml_escape(b, d->pool);
+            buf_add(b, "' volume='");
+            xml_escape(b, d->volume);
+        }
         buf_addf(b, "'/>\n      <target dev='%s' bus='%s'/>\n", dev, d->cdrom ? "sata" : "virtio");
         if (d->cdrom || d->readonly)
             buf_add(b, "      <readonly/>\n");

@@ -16,7 +16,9 @@
 
 /* A disk of the VM (spec.blockDeviceRefs, resolved by vm_disks.c), in boot order. */
 struct vf_domain_disk {
-    const char *path;            /* the file on the node */
+    const char *path;            /* the file on the node, or NULL for a volume: */
+    const char *pool, *volume;   /* a libvirt storage volume, found by name on each node (a
+                                    migration's target resolves it in its own pool) */
     const char *format;          /* "raw" or "qcow2" */
     bool cdrom;                  /* a CD-ROM on SATA (always read-only); else a virtio disk */
     bool readonly;

@@ -34,6 +34,7 @@ enum reason {
     R_NOT_READY,
     R_CORDONED,
     R_DISK_NODE,
+    R_IMAGE_NODE,
     R_CLASS_SELECTOR,
     R_VM_SELECTOR,
     R_NODE_AFFINITY,
@@ -50,6 +51,7 @@ static const char *const reason_names[R_COUNT] = {
     [R_NOT_READY] = "NotReady",
     [R_CORDONED] = "cordoned",
     [R_DISK_NODE] = "local disks elsewhere",
+    [R_IMAGE_NODE] = "no copy of its CD-ROM image",
     [R_CLASS_SELECTOR] = "class nodeSelector",
     [R_VM_SELECTOR] = "VM nodeSelector",
     [R_NODE_AFFINITY] = "node affinity",
@@ -393,7 +395,15 @@ static bool term_allows(const struct decision *d, const struct term *t,
  * ones first (see vf_placement_choose); check_node runs them in the
  * documented order, which is the order a refusal explains. */
 
-/* Exclusion, Ready, cordon. */
+static bool image_on_node(const char *const *nodes, const char *name)
+{
+    for (size_t i = 0; nodes && nodes[i]; i++)
+        if (!strcmp(nodes[i], name))
+            return true;
+    return !nodes;
+}
+
+/* Exclusion, Ready, cordon, where the VM's storage is. */
 static bool check_state(const struct decision *d, const struct vf_placement_node *node,
                         struct verdict *v)
 {
@@ -405,6 +415,8 @@ static bool check_state(const struct decision *d, const struct vf_placement_node
         v->reason = R_CORDONED;
     else if (d->req->only_node && strcmp(d->req->only_node, node->name) != 0)
         v->reason = R_DISK_NODE;
+    else if (!image_on_node(d->req->image_nodes, node->name))
+        v->reason = R_IMAGE_NODE;
     return v->reason == R_OK;
 }
 
@@ -518,6 +530,9 @@ static void explain_node(const struct decision *d, const struct vf_placement_nod
         break;
     case R_DISK_NODE:
         append(buf, len, used, "the VM's local disks are on node %s", d->req->only_node);
+        break;
+    case R_IMAGE_NODE:
+        append(buf, len, used, "its CD-ROM image is not copied to this node yet");
         break;
     case R_CPU:
         free_amount = node->cpu_capacity_millis - v->cpu_reserved;

@@ -48,6 +48,9 @@ struct vf_placement_request {
     const struct json_object *affinity;         /* VM spec.affinity or NULL, see below */
     const char *exclude_node;                   /* e.g. the source of a migration, or NULL */
     const char *only_node;                      /* the node of the VM's local disks, or NULL */
+    /* The nodes that hold a copy of each of the VM's CD-ROM images
+     * (NULL-terminated), or NULL: any node. */
+    const char *const *image_nodes;
 };
 /* spec.affinity, a subset of Kubernetes' shape:
  *   { "virtualMachineAndPodAntiAffinity": { "requiredDuringSchedulingIgnoredDuringExecution":

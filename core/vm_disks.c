@@ -26,10 +26,23 @@ void vf_vm_disks_free(struct vf_vm_disks *d)
         return;
     for (size_t i = 0; i < d->n; i++) {
         free((char *)d->disks[i].path);
+        free((char *)d->disks[i].pool);
+        free((char *)d->disks[i].volume);
         free((char *)d->disks[i].format);
     }
     free(d->disks);
+    for (size_t i = 0; d->image_nodes && d->image_nodes[i]; i++)
+        free(d->image_nodes[i]);
+    free(d->image_nodes);
     memset(d, 0, sizeof *d);
+}
+
+bool vf_vm_disks_on_node(const struct vf_vm_disks *d, const char *node)
+{
+    for (size_t i = 0; d->image_nodes && d->image_nodes[i]; i++)
+        if (str_eq(d->image_nodes[i], node))
+            return true;
+    return !d->image_nodes;
 }
 
 static bool names_disk(const struct json_object *vm, const char *kind, const char *name)
@@ -64,17 +77,6 @@ static const char *user_of(const struct json_object *vms, const char *self, cons
     return NULL;
 }
 
-static int add_disk(struct vf_vm_disks *out, const char *path, const char *format, bool cdrom)
-{
-    struct vf_domain_disk *d = &out->disks[out->n];
-    d->path = strdup(path);
-    d->format = strdup(format);
-    d->cdrom = cdrom;
-    d->readonly = cdrom;
-    out->n++;
-    return d->path && d->format ? 0 : -ENOMEM;
-}
-
 static int fail(int rc, char *reason, size_t reason_len, const char *why, char *msg,
                 size_t msg_len, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 static int fail(int rc, char *reason, size_t reason_len, const char *why, char *msg,
@@ -86,6 +88,91 @@ static int fail(int rc, char *reason, size_t reason_len, const char *why, char *
     vsnprintf(msg, msg_len, fmt, ap);
     va_end(ap);
     return rc;
+}
+
+static int add_disk(struct vf_vm_disks *out, const char *path, const char *format, bool cdrom)
+{
+    struct vf_domain_disk *d = &out->disks[out->n];
+    d->path = strdup(path);
+    d->format = strdup(format);
+    d->cdrom = cdrom;
+    d->readonly = cdrom;
+    out->n++;
+    return d->path && d->format ? 0 : -ENOMEM;
+}
+
+static int add_volume(struct vf_vm_disks *out, const char *pool, const char *volume,
+                      const char *format)
+{
+    struct vf_domain_disk *d = &out->disks[out->n];
+    d->pool = strdup(pool);
+    d->volume = strdup(volume);
+    d->format = strdup(format);
+    d->cdrom = d->readonly = true;
+    out->n++;
+    return d->pool && d->volume && d->format ? 0 : -ENOMEM;
+}
+
+static bool listed(const struct json_object *names, const char *name)
+{
+    size_t n = names && json_object_is_type(names, json_type_array)
+                   ? json_object_array_length(names) : 0;
+    for (size_t i = 0; i < n; i++)
+        if (str_eq(json_object_get_string(json_object_array_get_idx(names, i)), name))
+            return true;
+    return false;
+}
+
+/* Keep in out->image_nodes only the nodes in `nodes` (the first image sets
+ * the list).  Empty afterwards: no node holds every image. */
+static int image_nodes_narrow(struct vf_vm_disks *out, const struct json_object *nodes)
+{
+    size_t n = json_object_array_length(nodes), kept = 0;
+    if (!out->image_nodes) {
+        if (!(out->image_nodes = calloc(n + 1, sizeof *out->image_nodes)))
+            return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+            const char *name = json_object_get_string(json_object_array_get_idx(nodes, i));
+            if (name && !(out->image_nodes[kept++] = strdup(name)))
+                return -ENOMEM;
+        }
+        return 0;
+    }
+    for (size_t i = 0; out->image_nodes[i]; i++) {
+        if (listed(nodes, out->image_nodes[i]))
+            out->image_nodes[kept++] = out->image_nodes[i];
+        else
+            free(out->image_nodes[i]);
+    }
+    out->image_nodes[kept] = NULL;
+    return 0;
+}
+
+/* A CD-ROM image with copies in the nodes' pools (status.cdromCopies, kept by
+ * the images module): the VM runs where a copy is complete. */
+static int resolve_cdrom_copies(const char *name, const struct json_object *copies,
+                                const char *format, struct vf_vm_disks *out, char *reason,
+                                size_t rl, char *msg, size_t ml)
+{
+    const char *pool = vf_json_string(copies, "pool"), *volume = vf_json_string(copies, "volume");
+    struct json_object *nodes = vf_json_member(copies, "nodes");
+    struct json_object *shared = vf_json_member(copies, "shared");
+    if (!pool || !volume || !nodes || !json_object_is_type(nodes, json_type_array) ||
+        json_object_array_length(nodes) == 0)
+        return fail(-EAGAIN, reason, rl, "ImageNotOnNodes", msg, ml,
+                    "ClusterVirtualImage \"%s\" is being copied to the nodes' storage pool%s%s: "
+                    "the VM waits for a copy", name, pool ? " " : "", pool ? pool : "");
+    if (!(shared && json_object_get_boolean(shared))) {
+        if (image_nodes_narrow(out, nodes) < 0)
+            return fail(-ENOMEM, reason, rl, "InternalError", msg, ml, "out of memory");
+        if (!out->image_nodes[0])
+            return fail(-EAGAIN, reason, rl, "ImageNotOnNodes", msg, ml,
+                        "no node holds a copy of every CD-ROM image the VM names yet (the "
+                        "last one: ClusterVirtualImage \"%s\"): the VM waits", name);
+    }
+    if (add_volume(out, pool, volume, format) < 0)
+        return fail(-ENOMEM, reason, rl, "InternalError", msg, ml, "out of memory");
+    return 0;
 }
 
 /* One VirtualDisk; obj may be NULL (missing). */
@@ -153,8 +240,11 @@ static int resolve_cvi(const char *name, const struct json_object *obj, struct v
                     "ClusterVirtualImage \"%s\" is a disk image, not a CD-ROM: a VM writes to "
                     "its disks, so make a VirtualDisk from it (spec.dataSource.objectRef) and "
                     "name that disk in spec.blockDeviceRefs", name);
-    const char *format = vf_json_string(st, "format");
-    if (add_disk(out, path, str_eq(format, "qcow2") ? "qcow2" : "raw", true) < 0)
+    const char *format = str_eq(vf_json_string(st, "format"), "qcow2") ? "qcow2" : "raw";
+    struct json_object *copies = vf_json_member(st, "cdromCopies");
+    if (copies)
+        return resolve_cdrom_copies(name, copies, format, out, reason, rl, msg, ml);
+    if (add_disk(out, path, format, true) < 0)
         return fail(-ENOMEM, reason, rl, "InternalError", msg, ml, "out of memory");
     return 0;
 }

@@ -6,9 +6,12 @@
  *   VirtualDisk           Ready, not being deleted, not in use by another VM
  *                         that has a node; a disk in a local (non-shared)
  *                         pool pins the VM to status.target.node
- *   ClusterVirtualImage   a CD-ROM image (status.cdrom) is attached read-only
- *                         from the image store; any other image is refused:
- *                         make a VirtualDisk from it */
+ *   ClusterVirtualImage   a CD-ROM image (status.cdrom) is attached read-only:
+ *                         the copy in a node's pool when the images module
+ *                         keeps copies on the nodes (status.cdromCopies; the
+ *                         VM runs only where one is complete), else the image
+ *                         store's file (nodes on the daemon's host); any
+ *                         other image is refused: make a VirtualDisk from it */
 #ifndef VF_VM_DISKS_H
 #define VF_VM_DISKS_H
 #include <stdbool.h>
@@ -22,6 +25,8 @@ struct vf_vm_disks {
     char node[256];                /* "" or the node the VM's local disks live on */
     bool local;                    /* a disk is on storage only its node sees: moving the VM
                                       means copying it (block migration) */
+    char **image_nodes;            /* NULL-terminated: the nodes holding a copy of every
+                                      CD-ROM image it names; NULL: any node */
 };
 
 /* A new reference to object kind/name, or NULL when there is none. */
@@ -43,4 +48,6 @@ int vf_vm_disks_resolve_with(const struct json_object *vm, vf_vm_disks_lookup_fn
 int vf_vm_disks_resolve(const struct json_object *vm, struct vf_vm_disks *out, char *reason,
                         size_t reason_len, char *msg, size_t msg_len);
 void vf_vm_disks_free(struct vf_vm_disks *d);
+/* Whether the resolved disks can be used on node (its CD-ROM copies). */
+bool vf_vm_disks_on_node(const struct vf_vm_disks *d, const char *node);
 #endif

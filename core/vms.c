@@ -802,6 +802,7 @@ static struct action place(struct vm_rec *v, const struct json_object *obj,
         .vm_node_selector = member(spec, "nodeSelector"),
         .affinity = member(spec, "affinity"),
         .only_node = disks.node[0] ? disks.node : NULL,
+        .image_nodes = (const char *const *)disks.image_nodes,
     };
     int idx = vf_placement_choose(&req, C.place.nodes, C.place.n_nodes, why, sizeof why);
     if (idx < 0) {
@@ -878,6 +879,13 @@ static struct action restart_on_node(struct vm_rec *v, const struct json_object 
         /* Placed before its disk moved: start over where the disk is. */
         snprintf(v->start_error, sizeof v->start_error, "its local disks are on node \"%s\"",
                  disks.node);
+        vf_vm_disks_free(&disks);
+        json_object_put(vmclass);
+        return a;
+    }
+    if (!vf_vm_disks_on_node(&disks, node)) {
+        snprintf(v->start_error, sizeof v->start_error,
+                 "node \"%s\" holds no copy of its CD-ROM image", node);
         vf_vm_disks_free(&disks);
         json_object_put(vmclass);
         return a;
@@ -1735,6 +1743,12 @@ static int migration_choose(const struct json_object *vm, const char *source, co
         .affinity = member(spec, "affinity"),
         .exclude_node = source,
     };
+    /* The target must hold copies of its CD-ROM images (local disks are
+     * copied by the migration itself). */
+    struct vf_vm_disks disks;
+    char reason[64], msg[MSG_MAX];
+    if (vf_vm_disks_resolve(vm, &disks, reason, sizeof reason, msg, sizeof msg) == 0)
+        req.image_nodes = (const char *const *)disks.image_nodes;
     int idx = -1;
     if (!nodes)
         rc = vf_error_set(err, -ENOMEM, 500, "InternalError", "", "out of memory");
@@ -1749,6 +1763,7 @@ static int migration_choose(const struct json_object *vm, const char *source, co
     else
         snprintf(target, len, "%s", nodes[idx].name);
     free(nodes);
+    vf_vm_disks_free(&disks);
     place_reset();
     json_object_put(vmclass);
     json_object_put(sel);

@@ -528,8 +528,10 @@ START_TEST(test_disks)
         {.path = "/pool/vd-root-1234", .format = "qcow2"},
         {.path = "/dvcr/images/cd.raw", .format = "raw", .cdrom = true, .readonly = true},
         {.path = "/pool/data&'<x>", .format = "raw"},
+        {.pool = "local", .volume = "cvi-install-1a2b.iso", .format = "raw", .cdrom = true,
+         .readonly = true},
     };
-    struct vf_domain_xml_options o = {.domain_type = "kvm", .disks = disks, .n_disks = 3};
+    struct vf_domain_xml_options o = {.domain_type = "kvm", .disks = disks, .n_disks = 4};
     char *xml = xml_for("{\"type\":\"Host\"}", &o);
     ASSERT_HAS(xml, "    <disk type='file' device='disk'>\n"
                     "      <driver name='qemu' type='qcow2'/>\n"
@@ -543,6 +545,12 @@ START_TEST(test_disks)
                     "      <readonly/>\n      <boot order='2'/>\n    </disk>\n");
     ASSERT_HAS(xml, "<source file='/pool/data&amp;&apos;&lt;x&gt;'/>\n"
                     "      <target dev='vdb' bus='virtio'/>\n      <boot order='3'/>");
+    /* A pool volume: each node (a migration's target too) finds its own. */
+    ASSERT_HAS(xml, "    <disk type='volume' device='cdrom'>\n"
+                    "      <driver name='qemu' type='raw'/>\n"
+                    "      <source pool='local' volume='cvi-install-1a2b.iso'/>\n"
+                    "      <target dev='sdb' bus='sata'/>\n"
+                    "      <readonly/>\n      <boot order='4'/>\n    </disk>\n");
     /* Disks come before the serial console, inside <devices>. */
     ck_assert(strstr(xml, "<devices>") < strstr(xml, "<disk "));
     ck_assert(strstr(xml, "</disk>") < strstr(xml, "<serial "));
@@ -561,9 +569,10 @@ START_TEST(test_disks)
     /* Errors name the disk. */
     const struct vf_domain_disk relative[] = {{.path = "pool/x", .format = "raw"}};
     const struct vf_domain_disk vmdk[] = {{.path = "/pool/x", .format = "vmdk"}};
-    const struct vf_domain_disk *bad[] = {relative, vmdk};
-    const char *words[] = {"absolute", "neither raw nor qcow2"};
-    for (size_t i = 0; i < 2; i++) {
+    const struct vf_domain_disk no_volume[] = {{.pool = "local", .format = "raw"}};
+    const struct vf_domain_disk *bad[] = {relative, vmdk, no_volume};
+    const char *words[] = {"absolute", "neither raw nor qcow2", "nor a pool and volume"};
+    for (size_t i = 0; i < 3; i++) {
         struct vf_domain_xml_options b = {.domain_type = "kvm", .disks = bad[i], .n_disks = 1};
         memset(&err, 0, sizeof err);
         xml = NULL;

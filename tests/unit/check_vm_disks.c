@@ -224,6 +224,101 @@ START_TEST(test_pinned_placement)
 }
 END_TEST
 
+/* A CD-ROM image with status.cdromCopies (pool copies on nodes; shared: one
+ * copy every node sees). */
+static void add_cdrom_copies(struct json_object *objs, const char *name, const char *nodes,
+                             bool shared)
+{
+    char text[1024];
+    snprintf(text, sizeof text, "{\"kind\":\"ClusterVirtualImage\",\"metadata\":{\"name\":\"%s\"},"
+             "\"status\":{\"phase\":\"Ready\",\"cdrom\":true,\"format\":\"raw\",\"target\":"
+             "{\"path\":\"/dvcr/%s.raw\"},\"cdromCopies\":{\"pool\":\"local\",\"volume\":"
+             "\"cvi-%s.iso\",\"shared\":%s,\"nodes\":%s}}}", name, name, name,
+             shared ? "true" : "false", nodes);
+    json_object_array_add(objs, vf_test_json(text));
+}
+
+static size_t count_nodes(char **nodes)
+{
+    size_t n = 0;
+    while (nodes && nodes[n])
+        n++;
+    return n;
+}
+
+/* Copies in the nodes' pools: the disk is the pool's volume (no path), the
+ * VM may run only where every image it names has a copy, none yet means
+ * waiting, and a shared copy restricts nothing. */
+START_TEST(test_cdrom_copies)
+{
+    struct json_object *objs = json_object_new_array();
+    add_cdrom_copies(objs, "a", "[\"node-1\",\"node-2\",\"node-3\"]", false);
+    add_cdrom_copies(objs, "b", "[\"node-3\",\"node-2\"]", false);
+    add_cdrom_copies(objs, "none", "[]", false);
+    add_cdrom_copies(objs, "c", "[\"node-1\"]", false);
+    add_cdrom_copies(objs, "nfs", "[\"node-1\"]", true);
+    struct vf_vm_disks d;
+    char reason[64], msg[512];
+
+    struct json_object *vm = vm_refs("v", "[{\"kind\":\"ClusterVirtualImage\",\"name\":\"a\"},"
+                                          "{\"kind\":\"ClusterVirtualImage\",\"name\":\"b\"}]");
+    ck_assert_int_eq(resolve(vm, objs, NULL, &d, reason, msg), 0);
+    ck_assert_uint_eq(d.n, 2);
+    ck_assert_ptr_null(d.disks[0].path);
+    ck_assert_str_eq(d.disks[0].pool, "local");
+    ck_assert_str_eq(d.disks[0].volume, "cvi-a.iso");
+    ck_assert(d.disks[0].cdrom && d.disks[0].readonly);
+    ck_assert_uint_eq(count_nodes(d.image_nodes), 2);
+    ck_assert(vf_vm_disks_on_node(&d, "node-2") && vf_vm_disks_on_node(&d, "node-3"));
+    ck_assert(!vf_vm_disks_on_node(&d, "node-1"));
+    vf_vm_disks_free(&d);
+    json_object_put(vm);
+
+    vm = vm_refs("v", "[{\"kind\":\"ClusterVirtualImage\",\"name\":\"none\"}]");
+    ck_assert_int_eq(resolve(vm, objs, NULL, &d, reason, msg), -EAGAIN);
+    ck_assert_str_eq(reason, "ImageNotOnNodes");
+    ck_assert_msg(strstr(msg, "\"none\" is being copied to the nodes' storage pool local"), "%s",
+                  msg);
+    json_object_put(vm);
+
+    vm = vm_refs("v", "[{\"kind\":\"ClusterVirtualImage\",\"name\":\"b\"},"
+                      "{\"kind\":\"ClusterVirtualImage\",\"name\":\"c\"}]");
+    ck_assert_int_eq(resolve(vm, objs, NULL, &d, reason, msg), -EAGAIN);
+    ck_assert_str_eq(reason, "ImageNotOnNodes");
+    ck_assert_msg(strstr(msg, "no node holds a copy of every CD-ROM image"), "%s", msg);
+    json_object_put(vm);
+
+    vm = vm_refs("v", "[{\"kind\":\"ClusterVirtualImage\",\"name\":\"nfs\"}]");
+    ck_assert_int_eq(resolve(vm, objs, NULL, &d, reason, msg), 0);
+    ck_assert_ptr_null(d.image_nodes);
+    ck_assert(vf_vm_disks_on_node(&d, "node-9"));
+    vf_vm_disks_free(&d);
+    json_object_put(vm);
+    json_object_put(objs);
+}
+END_TEST
+
+/* Placement keeps a VM off nodes without a copy of its CD-ROM and says so. */
+START_TEST(test_image_nodes_placement)
+{
+    struct vf_placement_node nodes[] = {
+        {.name = "node-1", .ready = true, .cpu_capacity_millis = 8000,
+         .memory_capacity_bytes = 16LL << 30},
+        {.name = "node-2", .ready = true, .cpu_capacity_millis = 2000,
+         .memory_capacity_bytes = 2LL << 30},
+    };
+    const char *const copies[] = {"node-2", NULL}, *const nowhere[] = {NULL};
+    struct vf_placement_request req = {.vm_name = "v", .cpu_millis = 1000,
+                                       .memory_bytes = 1LL << 30, .image_nodes = copies};
+    char why[512] = "";
+    ck_assert_int_eq(vf_placement_choose(&req, nodes, 2, why, sizeof why), 1);
+    req.image_nodes = nowhere;
+    ck_assert_int_eq(vf_placement_choose(&req, nodes, 2, why, sizeof why), -1);
+    ck_assert_msg(strstr(why, "node-1: its CD-ROM image is not copied to this node yet"), "%s",
+                  why);
+}
+END_TEST
+
 static Suite *vm_disks_suite(void)
 {
     const struct vf_test_case cases[] = {
@@ -232,6 +327,8 @@ static Suite *vm_disks_suite(void)
         {"wait_and_refuse", test_wait_and_refuse},
         {"local_disks_on_two_nodes", test_local_disks_on_two_nodes},
         {"pinned_placement", test_pinned_placement},
+        {"cdrom_copies", test_cdrom_copies},
+        {"image_nodes_placement", test_image_nodes_placement},
     };
     return vf_test_suite("vm_disks", cases, sizeof cases / sizeof cases[0]);
 }
