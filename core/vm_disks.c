@@ -45,6 +45,21 @@ bool vf_vm_disks_on_node(const struct vf_vm_disks *d, const char *node)
     return !d->image_nodes;
 }
 
+/* Held by the images module while a ClusterVirtualImage reads the disk's
+ * volume (spec.dataSource.objectRef): a running guest would change what is
+ * being copied. */
+#define IMAGE_SOURCE_FINALIZER "virtfleet.io/image-source"
+
+static bool has_finalizer(const struct json_object *obj, const char *which)
+{
+    struct json_object *fin = vf_json_member(vf_json_member(obj, "metadata"), "finalizers");
+    size_t n = fin && json_object_is_type(fin, json_type_array) ? json_object_array_length(fin) : 0;
+    for (size_t i = 0; i < n; i++)
+        if (str_eq(json_object_get_string(json_object_array_get_idx(fin, i)), which))
+            return true;
+    return false;
+}
+
 static bool names_disk(const struct json_object *vm, const char *kind, const char *name)
 {
     struct json_object *refs = vf_json_member(vf_json_member(vm, "spec"), "blockDeviceRefs");
@@ -194,6 +209,10 @@ static int resolve_vd(const char *vm, const char *name, const struct json_object
         return fail(-EAGAIN, reason, rl, "DiskNotReady", msg, ml,
                     "VirtualDisk \"%s\" is %s, not Ready: the VM waits for it", name,
                     phase ? phase : "Pending");
+    if (has_finalizer(obj, IMAGE_SOURCE_FINALIZER))
+        return fail(-EAGAIN, reason, rl, "DiskBeingCopied", msg, ml,
+                    "VirtualDisk \"%s\" is being copied into an image: the VM waits until the "
+                    "copy ends", name);
     const char *user_node = NULL;
     const char *user = user_of(vms, vm, name, &user_node);
     if (user)

@@ -3,7 +3,8 @@
  * VM; the disks themselves belong to the images module (VirtualDisk,
  * ClusterVirtualImage), read here from the store only.
  *
- *   VirtualDisk           Ready, not being deleted, not in use by another VM
+ *   VirtualDisk           Ready, not being deleted, not being copied into an
+ *                         image, not in use by another VM
  *                         that has a node; a disk in a local (non-shared)
  *                         pool pins the VM to status.target.node
  *   ClusterVirtualImage   a CD-ROM image (status.cdrom) is attached read-only:

@@ -118,6 +118,10 @@ START_TEST(test_wait_and_refuse)
         "\"2026-01-01T00:00:00Z\"},\"status\":{\"phase\":\"Ready\",\"target\":{\"node\":\"n\","
         "\"path\":\"/p/x\"}}}"));
     json_object_array_add(objs, vf_test_json(
+        "{\"kind\":\"VirtualDisk\",\"metadata\":{\"name\":\"copied\",\"finalizers\":["
+        "\"virtfleet.io/disk-cleanup\",\"virtfleet.io/image-source\"]},\"status\":{\"phase\":"
+        "\"Ready\",\"target\":{\"node\":\"n\",\"path\":\"/p/y\"}}}"));
+    json_object_array_add(objs, vf_test_json(
         "{\"kind\":\"ClusterVirtualImage\",\"metadata\":{\"name\":\"disk-image\"},\"status\":{"
         "\"phase\":\"Ready\",\"cdrom\":false,\"format\":\"qcow2\",\"target\":{\"path\":\"/d/i\"}}}"));
     struct json_object *vms = vf_test_json(
@@ -136,6 +140,8 @@ START_TEST(test_wait_and_refuse)
          "\"prov\" is Provisioning"},
         {"[{\"kind\":\"VirtualDisk\",\"name\":\"del\"}]", -EAGAIN, "DiskNotReady",
          "being deleted"},
+        {"[{\"kind\":\"VirtualDisk\",\"name\":\"copied\"}]", -EAGAIN, "DiskBeingCopied",
+         "\"copied\" is being copied into an image"},
         {"[{\"kind\":\"VirtualDisk\",\"name\":\"a\"}]", -EAGAIN, "DiskInUse",
          "in use by VM \"other\" (on node \"node-1\")"},
         {"[{\"kind\":\"VirtualDisk\",\"name\":\"b\"},{\"kind\":\"VirtualDisk\",\"name\":\"c\"}]",
