@@ -28,6 +28,7 @@
 #include "quantity.h"
 #include "store.h"
 #include "workers.h"
+#include "xml_query.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -462,40 +463,36 @@ static void vms_evaluate_class(const char *class_name, const struct json_object 
 /* ---- host CPUs and the baseline -------------------------------------------------- */
 
 /* The host's <cpu>...</cpu> element in a capabilities document: the first
- * <cpu> inside <host> (it comes before <topology>, whose <cpu .../> entries
- * are empty elements and therefore never taken for it). */
+ * child <cpu> of <host> (<topology>'s <cpu .../> entries sit deeper and are
+ * never taken for it), written out again by libxml2 (attribute quotes may
+ * differ from libvirt's; libvirt reads either). */
+#define CAPS_HOST_CPU "(//host)[1]/cpu[1]"
+
 int vf_classes_caps_host_cpu(const char *caps, char **cpu_xml)
 {
+    struct vf_xml x;
     *cpu_xml = NULL;
     if (!caps)
         return -EINVAL;
-    const char *host = strstr(caps, "<host>");
-    if (!host)
-        return -ENOENT;
-    const char *host_end = strstr(host, "</host>");
-    const char *p = host;
-    while ((p = strstr(p + 1, "<cpu")) && (!host_end || p < host_end)) {
-        char c = p[4];
-        if (c == '\0')
-            return -EINVAL;   /* cut off inside a tag */
-        if (c == '>' || c == ' ' || c == '\n' || c == '\t')
-            break;
-    }
-    if (!p || (host_end && p >= host_end))
-        return -ENOENT;
-    const char *tag_end = strchr(p, '>');
-    if (!tag_end)
-        return -EINVAL;
-    if (tag_end[-1] == '/')
-        return -ENOENT;   /* <cpu .../>: a topology entry, not the host CPU */
-    const char *end = strstr(tag_end, "</cpu>");
-    if (!end || (host_end && end > host_end))
-        return -EINVAL;
-    size_t n = (size_t)(end + 6 - p);
-    if (n > HOST_CPU_MAX)
-        return -ERANGE;
-    *cpu_xml = strndup(p, n);
-    return *cpu_xml ? 0 : -ENOMEM;
+    int rc = vf_xml_parse(&x, caps);
+    if (rc < 0)
+        return rc;
+    xmlXPathObjectPtr r = vf_xml_select(&x, NULL, CAPS_HOST_CPU);
+    xmlBufferPtr out = NULL;
+    if (!r || vf_xml_count(&x, NULL, CAPS_HOST_CPU "/node()") <= 0)
+        rc = -ENOENT;   /* none, or an empty <cpu/> */
+    else if (!(out = xmlBufferCreate()))
+        rc = -ENOMEM;
+    else if (xmlNodeDump(out, x.doc, xmlXPathNodeSetItem(r->nodesetval, 0), 0, 0) < 0)
+        rc = -ENOMEM;
+    else if (xmlBufferLength(out) > HOST_CPU_MAX)
+        rc = -ERANGE;
+    else if (!(*cpu_xml = strdup((const char *)xmlBufferContent(out))))
+        rc = -ENOMEM;
+    xmlBufferFree(out);
+    xmlXPathFreeObject(r);
+    vf_xml_free(&x);
+    return rc;
 }
 
 /* "what: libvirt's words for the last error", then clears the error. */
@@ -704,33 +701,28 @@ fail:
     s->failed_at = time(NULL);
 }
 
-/* The model and required features of a baseline <cpu> (libvirt's output). */
+/* The model and required features of a baseline <cpu> (libvirt's output):
+ * features without a policy or with policy='require'; disabled or optional
+ * ones are not something a VM can rely on. */
 static struct json_object *cpu_summary(const char *xml, struct json_object **features)
 {
     struct json_object *out = json_object_new_object();
+    struct vf_xml x;
+    char text[256];
     *features = json_object_new_array();
-    const char *m = strstr(xml, "<model");
-    if (m && (m = strchr(m, '>')) && m[-1] != '/') {
-        const char *e = strstr(m + 1, "</model>");
-        if (e)
-            json_object_object_add(out, "model",
-                                   json_object_new_string_len(m + 1, (int)(e - m - 1)));
+    if (vf_xml_parse(&x, xml) == 0) {
+        if (vf_xml_string(&x, NULL, "/cpu/model", text, sizeof text) == 0 && text[0])
+            json_object_object_add(out, "model", json_object_new_string(text));
+        xmlXPathObjectPtr r =
+            vf_xml_select(&x, NULL, "/cpu/feature[not(@policy) or @policy='require']");
+        int count = r ? xmlXPathNodeSetGetLength(r->nodesetval) : 0;
+        for (int i = 0; i < count; i++)
+            if (vf_xml_string(&x, xmlXPathNodeSetItem(r->nodesetval, i), "@name", text,
+                              sizeof text) == 0 && text[0])
+                json_object_array_add(*features, json_object_new_string(text));
+        xmlXPathFreeObject(r);
     }
-    for (const char *f = strstr(xml, "<feature "); f; f = strstr(f + 1, "<feature ")) {
-        const char *end = strchr(f, '>');
-        if (!end)
-            break;
-        const char *policy = strstr(f, "policy=");
-        if (policy && policy < end && strncmp(policy + 8, "require", 7) != 0)
-            continue;   /* disabled or optional: not something a VM can rely on */
-        const char *name = strstr(f, "name=");
-        if (!name || name >= end)
-            continue;
-        char quote = name[5];
-        const char *v = name + 6, *ve = memchr(v, quote, (size_t)(end - v));
-        if ((quote == '\'' || quote == '"') && ve)
-            json_object_array_add(*features, json_object_new_string_len(v, (int)(ve - v)));
-    }
+    vf_xml_free(&x);
     json_object_object_add(out, "features", json_object_get(*features));
     return out;
 }

@@ -28,6 +28,7 @@
 #include "quantity.h"
 #include "store.h"
 #include "workers.h"
+#include "xml_query.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -204,81 +205,15 @@ static struct json_object *member(const struct json_object *obj, const char *key
 
 /* ---- capabilities: the host CPU model ------------------------------------ */
 
-static bool tag_name_ends(char c)
-{
-    return c == '>' || c == '/' || c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
+/* The host's <cpu> is the first child <cpu> of <host>; <topology>'s
+ * <cpu id=.../> entries sit deeper and are never taken for it, nor is a
+ * <model> elsewhere (<secmodel>'s). */
+#define CAPS_MODEL "(//host)[1]/cpu[1]/model[1]"
 
-/* The '<' of the first start tag <name ...> in [p, end), or NULL. */
-static const char *find_open(const char *p, const char *end, const char *name)
-{
-    size_t nl = strlen(name);
-    while (p < end) {
-        const char *lt = memchr(p, '<', (size_t)(end - p));
-        if (!lt)
-            return NULL;
-        if ((size_t)(end - lt) > nl + 1 && !memcmp(lt + 1, name, nl) && tag_name_ends(lt[1 + nl]))
-            return lt;
-        p = lt + 1;
-    }
-    return NULL;
-}
-
-/* The '<' of the first end tag </name> in [p, end), or NULL. */
-static const char *find_close(const char *p, const char *end, const char *name)
-{
-    size_t nl = strlen(name);
-    while (p < end) {
-        const char *lt = memchr(p, '<', (size_t)(end - p));
-        if (!lt)
-            return NULL;
-        if ((size_t)(end - lt) > nl + 2 && lt[1] == '/' && !memcmp(lt + 2, name, nl) &&
-            (lt[2 + nl] == '>' || lt[2 + nl] == ' '))
-            return lt;
-        p = lt + 1;
-    }
-    return NULL;
-}
-
-/* Just past the '>' of the start tag at lt; *empty when it is <name/>. */
-static const char *open_end(const char *lt, const char *end, bool *empty)
-{
-    const char *gt = memchr(lt, '>', (size_t)(end - lt));
-    if (!gt)
-        return NULL;
-    *empty = gt[-1] == '/';
-    return gt + 1;
-}
-
-/* The content of the element <name> inside [p, end): -ENOENT when absent or
- * empty, -EINVAL when its tags are unbalanced. */
-static int element(const char *p, const char *end, const char *name, const char **body,
-                   const char **body_end)
-{
-    bool empty;
-    const char *lt = find_open(p, end, name);
-    if (!lt)
-        return -ENOENT;
-    const char *b = open_end(lt, end, &empty);
-    if (!b)
-        return -EINVAL;
-    if (empty)
-        return -ENOENT;
-    const char *e = find_close(b, end, name);
-    if (!e)
-        return -EINVAL;
-    *body = b;
-    *body_end = e;
-    return 0;
-}
-
-/* No XML library is linked for one value: the path is fixed and libvirt's
- * output is regular, so a bounded search for <host> -> <cpu> -> <model> does.
- * The host's <cpu> comes before <topology>'s <cpu id=.../> elements, which
- * are empty and therefore never mistaken for it. */
 int vf_cluster_caps_cpu_model(const char *caps, char *buf, size_t len)
 {
-    const char *host, *host_end, *cpu, *cpu_end, *model, *model_end;
+    char text[256];   /* longer than any model name */
+    struct vf_xml x;
     int rc;
 
     if (!buf || !len)
@@ -286,11 +221,17 @@ int vf_cluster_caps_cpu_model(const char *caps, char *buf, size_t len)
     buf[0] = '\0';
     if (!caps)
         return -EINVAL;
-    const char *end = caps + strlen(caps);
-    if ((rc = element(caps, end, "host", &host, &host_end)) < 0 ||
-        (rc = element(host, host_end, "cpu", &cpu, &cpu_end)) < 0 ||
-        (rc = element(cpu, cpu_end, "model", &model, &model_end)) < 0)
+    if ((rc = vf_xml_parse(&x, caps)) < 0)
         return rc;
+    /* Markup inside the model means this is not what we think. */
+    if (vf_xml_count(&x, NULL, CAPS_MODEL "/*") != 0)
+        rc = -EINVAL;
+    else
+        rc = vf_xml_string(&x, NULL, CAPS_MODEL, text, sizeof text);
+    vf_xml_free(&x);
+    if (rc < 0)
+        return rc;
+    const char *model = text, *model_end = text + strlen(text);
     while (model < model_end && strchr(" \t\r\n", *model))
         model++;
     while (model_end > model && strchr(" \t\r\n", model_end[-1]))
@@ -299,7 +240,8 @@ int vf_cluster_caps_cpu_model(const char *caps, char *buf, size_t len)
         return -ENOENT;
     for (const char *c = model; c < model_end; c++) {
         /* Model names are like "Skylake-Client-IBRS" or "kvm64"; anything else
-         * (markup, entities, control bytes) means this is not what we think. */
+         * (an entity's character, control bytes) means this is not what we
+         * think. */
         if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
               strchr("-_.+ ", *c)))
             return -EINVAL;

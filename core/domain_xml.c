@@ -1,12 +1,12 @@
 #include <config.h>
 /* libvirt domain XML for a VirtualMachine of a VirtualMachineClass.
  *
- * No XML library is linked: the document is written with a small growing
- * buffer, and every value that comes from an object (names, paths, kernel
- * command lines, CPU model and feature names) goes through xml_escape, so a
- * user cannot smuggle elements into the domain.  The one piece inserted
- * verbatim is a Discovery class's baseline <cpu>, which libvirt itself
- * computed; it is checked to be a single <cpu> element first.
+ * Written without an XML library (xml_query.c is for reading libvirt's): the
+ * document grows in a small buffer, and every value that comes from an object
+ * (names, paths, kernel command lines, CPU model and feature names) goes
+ * through xml_escape, so a user cannot smuggle elements into the domain.  The
+ * one piece inserted verbatim is a Discovery class's baseline <cpu>, which
+ * libvirt itself computed; it is checked to be a single <cpu> element first.
  *
  * Disks come resolved (vm_disks.c turns spec.blockDeviceRefs into files or
  * pool volumes on the node): virtio disks vda, vdb, ... and SATA CD-ROMs sda, sdb, ..., each

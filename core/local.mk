@@ -18,11 +18,11 @@ core_libvfcore_la_SOURCES = \
 	core/domain_xml.c core/domain_xml.h core/vm_disks.c core/vm_disks.h core/classes.c core/classes.h \
 	core/label_selector.c core/label_selector.h core/placement.c core/placement.h core/ipam.c core/ipam.h \
 	core/cluster.c core/cluster.h \
-	core/vms.c core/vms.h core/vmops.c core/vm_jobs.c core/vms_internal.h \
-	core/vm_network.c core/vm_network.h
+	core/vms.c core/vms.h core/vm_migration.c core/vmops.c core/vm_jobs.c core/vms_internal.h \
+	core/vm_network.c core/vm_network.h core/xml_query.c core/xml_query.h
 core_libvfcore_la_CFLAGS = $(AM_CFLAGS) $(LIBVIRT_CFLAGS) $(LIBCONFIG_CFLAGS) $(SQLITE_CFLAGS) \
-	$(MHD_CFLAGS)
-core_libvfcore_la_LIBADD = $(LIBVIRT_LIBS) $(LIBCONFIG_LIBS) $(JSONC_LIBS) $(SQLITE_LIBS) \
+	$(MHD_CFLAGS) $(LIBXML_CFLAGS)
+core_libvfcore_la_LIBADD = $(LIBVIRT_LIBS) $(LIBXML_LIBS) $(LIBCONFIG_LIBS) $(JSONC_LIBS) $(SQLITE_LIBS) \
 	$(MHD_LIBS) $(LTDL_LIBS) -lpthread
 
 sbin_PROGRAMS += virtfleetd

@@ -19,6 +19,7 @@
 #include "loop.h"
 #include "vm_network.h"
 #include "workers.h"
+#include "xml_query.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -124,7 +125,8 @@ static virDomainPtr lookup(struct vf_vm_job *j)
     return NULL;
 }
 
-/* A CPU that libvirt can run as a KVM guest says so in its capabilities. */
+/* A CPU that libvirt can run as a KVM guest says so in its capabilities:
+ * <guest><arch><domain type='kvm'/> (unreadable ones: plain QEMU). */
 static void read_domain_type(struct vf_vm_job *j)
 {
     const char *type = virConnectGetType(j->conn);
@@ -133,7 +135,10 @@ static void read_domain_type(struct vf_vm_job *j)
         return;
     }
     char *caps = virConnectGetCapabilities(j->conn);
-    bool kvm = caps && (strstr(caps, "<domain type='kvm'") || strstr(caps, "<domain type=\"kvm\""));
+    struct vf_xml x;
+    bool kvm = vf_xml_parse(&x, caps) == 0 &&
+               vf_xml_count(&x, NULL, "/capabilities/guest/arch/domain[@type='kvm']") > 0;
+    vf_xml_free(&x);
     free(caps);
     virResetLastError();
     snprintf(j->domain_type, sizeof j->domain_type, "%s", kvm ? "kvm" : "qemu");

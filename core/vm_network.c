@@ -1,13 +1,13 @@
 /* DHCP host entries for VMs in a libvirt network (see vm_network.h).
  *
- * No XML library is linked (domain_xml.c writes XML the same way): libvirt's
- * own network and domain XML is read with a small tag scanner that knows
- * start, end and empty tags, attributes in either quote style and the five
- * predefined entities, and skips comments, declarations and text.  What it
- * reads comes from libvirt, not from users; still, every value is bounded and
- * anything malformed ends the scan. */
+ * libvirt's own network and domain XML is read with XPath (xml_query.h):
+ * where an element sits is libvirt's fixed schema; quoting, entities, comments
+ * and namespaces are the parser's business.  What it reads comes from
+ * libvirt, not from users; still, every value is bounded (one that does not
+ * fit is taken as absent) and a document that does not parse yields nothing. */
 #include <config.h>
 #include "vm_network.h"
+#include "xml_query.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,164 +22,28 @@
 #define ATTR_MAX 256
 #define NET_IPS_MAX 32
 
-/* ---- a tag scanner ---------------------------------------------------------- */
-
-struct tag {
-    const char *name;
-    size_t name_len;
-    bool end;           /* </name> */
-    bool empty;         /* <name .../> */
-    const char *attrs, *attrs_end;
-};
-
-static bool is_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-/* The next element tag at or after *p; false at the end or on anything
- * malformed. */
-static bool next_tag(const char **p, struct tag *t)
-{
-    const char *s = *p;
-    for (;;) {
-        s = strchr(s, '<');
-        if (!s)
-            return false;
-        if (!strncmp(s, "<!--", 4)) {
-            s = strstr(s + 4, "-->");
-            if (!s)
-                return false;
-            s += 3;
-            continue;
-        }
-        if (s[1] == '?' || s[1] == '!') {
-            s = strchr(s, '>');
-            if (!s)
-                return false;
-            continue;
-        }
-        break;
-    }
-    memset(t, 0, sizeof *t);
-    s++;
-    if (*s == '/') {
-        t->end = true;
-        s++;
-    }
-    t->name = s;
-    while (*s && !is_space(*s) && *s != '>' && *s != '/')
-        s++;
-    t->name_len = (size_t)(s - t->name);
-    if (!t->name_len)
-        return false;
-    t->attrs = s;
-    /* '>' cannot appear unescaped inside libvirt's attribute values. */
-    const char *gt = strchr(s, '>');
-    if (!gt)
-        return false;
-    t->empty = gt > s && gt[-1] == '/';
-    t->attrs_end = t->empty ? gt - 1 : gt;
-    *p = gt + 1;
-    return true;
-}
-
-static bool tag_is(const struct tag *t, const char *name)
-{
-    return t->name_len == strlen(name) && !strncmp(t->name, name, t->name_len);
-}
-
-/* The value of attribute `key`, entities replaced, into out; false when it is
- * absent, malformed or does not fit. */
-static bool attr(const struct tag *t, const char *key, char *out, size_t len)
-{
-    static const struct { const char *ent; char c; } ents[] = {
-        {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&apos;", '\''}, {"&quot;", '"'},
-    };
-    size_t klen = strlen(key);
-    const char *a = t->attrs;
-    while (a < t->attrs_end) {
-        while (a < t->attrs_end && is_space(*a))
-            a++;
-        const char *n = a;
-        while (a < t->attrs_end && *a != '=' && !is_space(*a))
-            a++;
-        size_t nlen = (size_t)(a - n);
-        while (a < t->attrs_end && is_space(*a))
-            a++;
-        if (nlen == 0 || a >= t->attrs_end || *a != '=')
-            return false;
-        a++;
-        while (a < t->attrs_end && is_space(*a))
-            a++;
-        if (a >= t->attrs_end || (*a != '\'' && *a != '"'))
-            return false;
-        char q = *a++;
-        const char *v = a;
-        while (a < t->attrs_end && *a != q)
-            a++;
-        if (a >= t->attrs_end)
-            return false;
-        const char *vend = a++;
-        if (nlen != klen || strncmp(n, key, klen))
-            continue;
-        size_t o = 0;
-        for (const char *c = v; c < vend; c++) {
-            char ch = *c;
-            if (ch == '&') {
-                size_t k = 0;
-                for (; k < sizeof ents / sizeof ents[0]; k++) {
-                    size_t el = strlen(ents[k].ent);
-                    if ((size_t)(vend - c) >= el && !strncmp(c, ents[k].ent, el)) {
-                        ch = ents[k].c;
-                        c += el - 1;
-                        break;
-                    }
-                }
-                if (k == sizeof ents / sizeof ents[0])
-                    return false;   /* a character reference: never in our values */
-            }
-            if (o + 1 >= len)
-                return false;
-            out[o++] = ch;
-        }
-        out[o] = '\0';
-        return true;
-    }
-    return false;
-}
-
 /* ---- the domain's interfaces -------------------------------------------------- */
 
 size_t vf_vm_network_nics(const char *xml, struct vf_vm_nic *nics, size_t n)
 {
-    const char *p = xml;
-    struct tag t;
+    struct vf_xml x;
     size_t found = 0;
-    bool in = false;
-    struct vf_vm_nic cur;
-    char type[32];
-    while (p && found < n && next_tag(&p, &t)) {
-        if (!in) {
-            if (!t.end && !t.empty && tag_is(&t, "interface") &&
-                attr(&t, "type", type, sizeof type) && !strcmp(type, "network")) {
-                in = true;
-                memset(&cur, 0, sizeof cur);
-            }
-            continue;
-        }
-        if (t.end && tag_is(&t, "interface")) {
-            in = false;
-            if (cur.network[0] && cur.mac[0])
-                nics[found++] = cur;
-        } else if (!t.end && tag_is(&t, "source")) {
-            if (!attr(&t, "network", cur.network, sizeof cur.network))
-                cur.network[0] = '\0';
-        } else if (!t.end && tag_is(&t, "mac")) {
-            if (!attr(&t, "address", cur.mac, sizeof cur.mac))
-                cur.mac[0] = '\0';
-        }
+    if (vf_xml_parse(&x, xml) < 0)
+        return 0;
+    xmlXPathObjectPtr r = vf_xml_select(&x, NULL, "/domain/devices/interface[@type='network']");
+    int count = r ? xmlXPathNodeSetGetLength(r->nodesetval) : 0;
+    for (int i = 0; i < count && found < n; i++) {
+        xmlNodePtr ifc = xmlXPathNodeSetItem(r->nodesetval, i);
+        struct vf_vm_nic cur;
+        memset(&cur, 0, sizeof cur);
+        /* Values too long to be ours fail to fit: the interface is skipped. */
+        if (vf_xml_string(&x, ifc, "source/@network", cur.network, sizeof cur.network) == 0 &&
+            vf_xml_string(&x, ifc, "mac/@address", cur.mac, sizeof cur.mac) == 0 &&
+            cur.network[0] && cur.mac[0])
+            nics[found++] = cur;
     }
+    xmlXPathFreeObject(r);
+    vf_xml_free(&x);
     return found;
 }
 
@@ -243,20 +107,20 @@ static bool subnet_holds(const struct net_ip *ip, const struct addr *a)
 
 /* An <ip> element's subnet: prefix= or netmask=, else libvirt's defaults
  * (the address's class for IPv4, 64 for IPv6). */
-static bool ip_parse(const struct tag *t, struct net_ip *ip)
+static bool ip_parse(struct vf_xml *x, xmlNodePtr node, struct net_ip *ip)
 {
     char v[64];
     memset(ip, 0, sizeof *ip);
-    if (!attr(t, "address", v, sizeof v) || !addr_parse(v, &ip->net))
+    if (vf_xml_string(x, node, "@address", v, sizeof v) < 0 || !addr_parse(v, &ip->net))
         return false;
     unsigned max = ip->net.family == AF_INET ? 32 : 128;
-    if (attr(t, "prefix", v, sizeof v)) {
+    if (vf_xml_string(x, node, "@prefix", v, sizeof v) == 0) {
         char *end;
         unsigned long n = strtoul(v, &end, 10);
         if (*end || n > max)
             return false;
         ip->prefix = (unsigned)n;
-    } else if (ip->net.family == AF_INET && attr(t, "netmask", v, sizeof v)) {
+    } else if (ip->net.family == AF_INET && vf_xml_string(x, node, "@netmask", v, sizeof v) == 0) {
         struct addr m;
         if (!addr_parse(v, &m) || m.family != AF_INET)
             return false;
@@ -282,51 +146,62 @@ static void view_free(struct net_view *v)
     memset(v, 0, sizeof *v);
 }
 
-/* The <ip> elements (in order: their index is libvirt's parentIndex) and the
- * host entries under each one's <dhcp>. */
+/* The <host> entries under the <dhcp> of <ip> number ip_index (node). */
+static int hosts_parse(struct vf_xml *x, xmlNodePtr node, int ip_index, struct net_view *v)
+{
+    xmlXPathObjectPtr r = vf_xml_select(x, node, "dhcp/host");
+    int count = r ? xmlXPathNodeSetGetLength(r->nodesetval) : 0;
+    if (count == 0) {
+        xmlXPathFreeObject(r);
+        return 0;
+    }
+    struct host *hosts = realloc(v->hosts, (v->n_hosts + (size_t)count) * sizeof *hosts);
+    if (!hosts) {
+        xmlXPathFreeObject(r);
+        return -ENOMEM;
+    }
+    v->hosts = hosts;
+    for (int i = 0; i < count; i++) {
+        xmlNodePtr hn = xmlXPathNodeSetItem(r->nodesetval, i);
+        struct host *h = &v->hosts[v->n_hosts++];
+        memset(h, 0, sizeof *h);
+        h->ip_index = ip_index;
+        h->has_mac = vf_xml_string(x, hn, "@mac", h->mac, sizeof h->mac) == 0;
+        h->has_ip = vf_xml_string(x, hn, "@ip", h->ip, sizeof h->ip) == 0;
+        h->has_name = vf_xml_string(x, hn, "@name", h->name, sizeof h->name) == 0;
+        h->has_id = vf_xml_string(x, hn, "@id", h->id, sizeof h->id) == 0;
+    }
+    xmlXPathFreeObject(r);
+    return 0;
+}
+
+/* The network's <ip> elements (in order: their index is libvirt's
+ * parentIndex) and the host entries under each one's <dhcp>.  0, -E2BIG,
+ * -ENOMEM, or -EINVAL / -ENOENT when the XML does not parse. */
 static int view_parse(const char *xml, struct net_view *v)
 {
-    const char *p = xml;
-    struct tag t;
-    int cur = -1;        /* inside <ip> number cur */
-    bool in_dhcp = false;
+    struct vf_xml x;
     memset(v, 0, sizeof *v);
-    while (next_tag(&p, &t)) {
-        if (tag_is(&t, "ip")) {
-            if (t.end) {
-                cur = -1;
-                in_dhcp = false;
-                continue;
-            }
-            if (v->n_ips >= NET_IPS_MAX) {
-                view_free(v);
-                return -E2BIG;
-            }
-            struct net_ip *ip = &v->ips[v->n_ips];
-            if (!ip_parse(&t, ip))
-                ip->net.family = AF_UNSPEC;   /* counts for the index, holds nothing */
-            cur = t.empty ? -1 : v->n_ips;
-            v->n_ips++;
-        } else if (cur >= 0 && tag_is(&t, "dhcp")) {
-            v->ips[cur].dhcp = true;
-            in_dhcp = !t.end && !t.empty;
-        } else if (cur >= 0 && in_dhcp && !t.end && tag_is(&t, "host")) {
-            struct host *h = realloc(v->hosts, (v->n_hosts + 1) * sizeof *h);
-            if (!h) {
-                view_free(v);
-                return -ENOMEM;
-            }
-            v->hosts = h;
-            h = &v->hosts[v->n_hosts++];
-            memset(h, 0, sizeof *h);
-            h->ip_index = cur;
-            h->has_mac = attr(&t, "mac", h->mac, sizeof h->mac);
-            h->has_ip = attr(&t, "ip", h->ip, sizeof h->ip);
-            h->has_name = attr(&t, "name", h->name, sizeof h->name);
-            h->has_id = attr(&t, "id", h->id, sizeof h->id);
-        }
+    int rc = vf_xml_parse(&x, xml);
+    if (rc < 0)
+        return rc;
+    xmlXPathObjectPtr ips = vf_xml_select(&x, NULL, "/network/ip");
+    int count = ips ? xmlXPathNodeSetGetLength(ips->nodesetval) : 0;
+    if (count > NET_IPS_MAX)
+        rc = -E2BIG;
+    for (int i = 0; rc == 0 && i < count; i++) {
+        xmlNodePtr node = xmlXPathNodeSetItem(ips->nodesetval, i);
+        struct net_ip *ip = &v->ips[v->n_ips++];
+        if (!ip_parse(&x, node, ip))
+            ip->net.family = AF_UNSPEC;   /* counts for the index, holds nothing */
+        ip->dhcp = vf_xml_count(&x, node, "dhcp") > 0;
+        rc = hosts_parse(&x, node, i, v);
     }
-    return 0;
+    xmlXPathFreeObject(ips);
+    vf_xml_free(&x);
+    if (rc < 0)
+        view_free(v);
+    return rc;
 }
 
 /* ---- updates ---------------------------------------------------------------------- */
@@ -434,7 +309,9 @@ static int update_one(virNetworkPtr net, const char *network, unsigned which, bo
     free(xml);
     if (rc < 0) {
         snprintf(msg, len, "network \"%s\": cannot read its %s: %s", network, view_name,
-                 rc == -E2BIG ? "too many <ip> elements" : "out of memory");
+                 rc == -E2BIG    ? "too many <ip> elements"
+                 : rc == -ENOMEM ? "out of memory"
+                                 : "libvirt's XML does not parse");
         return rc;
     }
     int target = -1;

@@ -25,8 +25,9 @@
  *
  * Live migration is the migrate module's: it asks for a target and marks the
  * VM Migrating through vf_vms_migration_begin() (which reserves the target),
- * and hands it back with vf_vms_migration_end(); in between this controller
- * leaves the VM alone and only counts its reservations on both nodes. */
+ * and hands it back with vf_vms_migration_end() (those services live in
+ * vm_migration.c); in between this controller leaves the VM alone and only
+ * counts its reservations on both nodes. */
 #include <config.h>
 #include "vms.h"
 #include "vms_internal.h"
@@ -51,8 +52,8 @@
 
 #define FINALIZER "virtfleet.io/vm-cleanup"
 #define NODE_KIND "Node"
-#define CLASS_KIND "VirtualMachineClass"
-#define MSG_MAX 768
+#define CLASS_KIND VF_VMCLASS_KIND
+#define MSG_MAX VF_VM_MSG_MAX
 
 enum {
     GRACE_DEFAULT_S = 60,
@@ -174,10 +175,12 @@ static void time_now(char *buf, size_t len)
     strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static bool str_eq(const char *a, const char *b)
+bool vf_vms_str_eq(const char *a, const char *b)
 {
     return a && b && !strcmp(a, b);
 }
+
+#define str_eq vf_vms_str_eq
 
 /* Replace *dst with a copy of src (NULL clears). */
 static void str_set(char **dst, const char *src)
@@ -205,8 +208,10 @@ const char *vf_vms_string(const struct json_object *obj, const char *key)
 
 #define member vf_vms_member
 #define string vf_vms_string
+#define json_copy vf_vms_json_copy
+#define set_string vf_vms_set_string
 
-static struct json_object *json_copy(const struct json_object *src)
+struct json_object *vf_vms_json_copy(const struct json_object *src)
 {
     struct json_object *dst = NULL;
     if (!src || json_object_deep_copy((struct json_object *)src, &dst, NULL) < 0)
@@ -214,7 +219,7 @@ static struct json_object *json_copy(const struct json_object *src)
     return dst;
 }
 
-static void set_string(struct json_object *o, const char *key, const char *value)
+void vf_vms_set_string(struct json_object *o, const char *key, const char *value)
 {
     if (value)
         json_object_object_add(o, key, json_object_new_string(value));
@@ -700,6 +705,20 @@ static int place_build(void)
     }
     C.place.valid = true;
     return 0;
+}
+
+int vf_vms_place_nodes(const struct vf_placement_node **nodes, size_t *n)
+{
+    place_reset();
+    int rc = place_build();
+    *nodes = C.place.nodes;
+    *n = C.place.n_nodes;
+    return rc;
+}
+
+void vf_vms_place_forget(void)
+{
+    place_reset();
 }
 
 static bool all_up_nodes_scanned(void)
@@ -1669,292 +1688,15 @@ static void pass_run(void *opaque)
     place_reset();
 }
 
-/* ---- migrations: services for the migrate module (core_services.c) ------------------- */
+/* ---- vm_migration.c's hooks -------------------------------------------------------------- */
 
-/* The VM's spec.nodeSelector with a migration's extra labels added; a label
- * both name with different values can be met by no node: refused. */
-static int merged_selector(const struct json_object *vm_sel, const struct json_object *extra,
-                           struct json_object **out, struct vf_error *err)
+const char *vf_vms_network(void)
 {
-    struct json_object *m = json_copy(vm_sel);
-    if (extra && json_object_is_type(extra, json_type_object)) {
-        json_object_object_foreach((struct json_object *)extra, k, val) {
-            const char *want = json_object_get_string(val);
-            const char *have = string(m, k);
-            if (have && !str_eq(have, want)) {
-                json_object_put(m);
-                return vf_error_set(err, -EINVAL, 422, "Invalid", "spec.migrate.nodeSelector",
-                                    "label %s=%s conflicts with the VM's nodeSelector %s=%s", k,
-                                    want ? want : "", k, have);
-            }
-            json_object_object_add(m, k, json_object_new_string(want ? want : ""));
-        }
-    }
-    *out = m;
-    return 0;
+    return C.network;
 }
 
-/* Placement for a VM that runs on `source`: only (a node name) or any node
- * but source and those in exclude.  Fills target, or -ENOSPC with why. */
-static int migration_choose(const struct json_object *vm, const char *source, const char *only,
-                            const struct json_object *selector, const char *const *exclude,
-                            char *target, size_t len, struct vf_error *err)
+void vf_vms_migration_ended(const char *vm, const char *node)
 {
-    const char *name = vf_object_name(vm);
-    const struct json_object *spec = member(vm, "spec");
-    const char *class_name = string(spec, "virtualMachineClassName");
-    struct json_object *vmclass = NULL, *sel = NULL;
-    char why[MSG_MAX] = "";
-    int rc;
-    if (!class_name)
-        class_name = "generic";
-    if (vf_objects_get(CLASS_KIND, class_name, &vmclass, err) < 0)
-        return vf_error_set(err, -ENOENT, 422, "ClassNotFound", "spec.virtualMachineClassName",
-                            "VirtualMachineClass \"%s\" not found", class_name);
-    if ((rc = merged_selector(member(spec, "nodeSelector"), selector, &sel, err)) < 0) {
-        json_object_put(vmclass);
-        return rc;
-    }
-    place_reset();
-    if ((rc = place_build()) < 0) {
-        json_object_put(vmclass);
-        json_object_put(sel);
-        return vf_error_set(err, rc, 500, "InternalError", "", "cannot read the store for placement");
-    }
-    struct vf_placement_node *nodes = calloc(C.place.n_nodes + 1, sizeof *nodes);
-    size_t n = 0;
-    bool found = !only;
-    for (size_t i = 0; nodes && i < C.place.n_nodes; i++) {
-        const struct vf_placement_node *pn = &C.place.nodes[i];
-        bool skip = only && !str_eq(pn->name, only);
-        for (size_t k = 0; !only && exclude && exclude[k]; k++)
-            skip = skip || str_eq(pn->name, exclude[k]);
-        found = found || str_eq(pn->name, only);
-        if (!skip)
-            nodes[n++] = *pn;
-    }
-    struct vf_placement_request req = {
-        .vm_name = name,
-        .vm_labels = member(member(vm, "metadata"), "labels"),
-        .cpu_millis = vf_placement_vm_cpu_millis(spec),
-        .memory_bytes = vf_placement_vm_memory(spec),
-        .class_selector = member(member(vmclass, "spec"), "nodeSelector"),
-        .vm_node_selector = json_object_object_length(sel) ? sel : NULL,
-        .affinity = member(spec, "affinity"),
-        .exclude_node = source,
-    };
-    /* The target must hold copies of its CD-ROM images (local disks are
-     * copied by the migration itself). */
-    struct vf_vm_disks disks;
-    char reason[64], msg[MSG_MAX];
-    if (vf_vm_disks_resolve(vm, &disks, reason, sizeof reason, msg, sizeof msg) == 0)
-        req.image_nodes = (const char *const *)disks.image_nodes;
-    int idx = -1;
-    if (!nodes)
-        rc = vf_error_set(err, -ENOMEM, 500, "InternalError", "", "out of memory");
-    else if (!found)
-        rc = vf_error_set(err, -ENOENT, 422, "NodeNotFound", "spec.migrate.nodeName",
-                          "node \"%s\" not found", only);
-    else if (only && str_eq(only, source))
-        rc = vf_error_set(err, -EINVAL, 422, "Invalid", "spec.migrate.nodeName",
-                          "vm \"%s\" already runs on node \"%s\"", name, only);
-    else if ((idx = vf_placement_choose(&req, nodes, n, why, sizeof why)) < 0)
-        rc = vf_error_set(err, -ENOSPC, 422, "Unschedulable", "", "%s", why);
-    else
-        snprintf(target, len, "%s", nodes[idx].name);
-    free(nodes);
-    vf_vm_disks_free(&disks);
-    place_reset();
-    json_object_put(vmclass);
-    json_object_put(sel);
-    return idx < 0 ? rc : 0;
-}
-
-/* The VM, when it is in `phase` (NULL: Running or Migrating) and not being
- * deleted; else -EBUSY (409) saying what it is. */
-static int migration_vm(const char *vm, const char *phase, struct json_object **out,
-                        struct vf_error *err)
-{
-    struct json_object *obj = NULL;
-    if (vf_objects_get(VF_VM_KIND, vm, &obj, NULL) < 0)
-        return vf_error_set(err, -ENOENT, 404, "NotFound", "spec.virtualMachineName",
-                            "VirtualMachine \"%s\" not found", vm);
-    const struct json_object *st = member(obj, "status");
-    const char *now = string(st, "phase");
-    if (member(member(obj, "metadata"), "deletionTimestamp") || !string(st, "node") ||
-        !str_eq(now, phase)) {
-        vf_error_set(err, -EBUSY, 409, "NotRunning", "",
-                     "vm \"%s\" is %s%s; only a %s VM %s", vm,
-                     member(member(obj, "metadata"), "deletionTimestamp") ? "being deleted"
-                                                                          : now ? now : "new",
-                     string(st, "node") ? "" : " on no node", phase,
-                     str_eq(phase, "Running") ? "can be migrated" : "has a migration to update");
-        json_object_put(obj);
-        return -EBUSY;
-    }
-    *out = obj;
-    return 0;
-}
-
-/* Replace each member of migrationState named in fields (a null value removes it). */
-static void migration_merge(struct json_object *status, const struct json_object *fields)
-{
-    struct json_object *ms = member(status, "migrationState");
-    if (!ms || !json_object_is_type(ms, json_type_object)) {
-        ms = json_object_new_object();
-        json_object_object_add(status, "migrationState", ms);
-    }
-    if (!fields || !json_object_is_type(fields, json_type_object))
-        return;
-    json_object_object_foreach((struct json_object *)fields, k, val) {
-        if (!val)
-            json_object_object_del(ms, k);
-        else
-            json_object_object_add(ms, k, json_copy(val));
-    }
-}
-
-static void net_job_done(struct vf_vm_job *j)
-{
-    if (j->rc < 0)
-        vf_log_warn("vm \"%s\": node \"%s\": %s", j->vm, j->node, j->error);
-}
-
-/* The VM's DHCP host entries follow a migration: added on the target when it
- * begins (the guest may renew its lease there at any time after), removed
- * from the node it left when it ends.  Which networks: those its domain on
- * `peer` names.  Best effort (logged): the migration does not wait for it.
- * Only VMs started with a NIC (status.macAddress) have entries. */
-static void migration_net(const struct json_object *obj, enum vf_vm_job_type type,
-                          const char *node, const char *peer)
-{
-    const struct json_object *st = member(obj, "status");
-    const char *mac = string(st, "macAddress");
-    if (!mac || !node || !peer)
-        return;
-    struct vf_vm_job *j = vf_vm_job_new(type, node, vf_object_name(obj),
-                                        string(member(obj, "metadata"), "uid"));
-    if (!j || vf_vm_job_set_net(j, C.network, mac, string(st, "ipAddress")) < 0) {
-        vf_vm_job_free(j);
-        return;
-    }
-    j->detached = true;
-    j->done = net_job_done;
-    void *pc = vf_cluster_connection(peer);
-    if (pc) {
-        virConnectRef(pc);
-        j->peer = pc;
-    }
-    int rc = vf_vm_job_submit(j, vf_cluster_connection(node),
-                              type == VF_VM_JOB_NET_ADD ? "vm dhcp add" : "vm dhcp remove");
-    if (rc < 0)
-        vf_log_warn("vm \"%s\": node \"%s\": cannot update its DHCP host entry: %s",
-                    vf_object_name(obj), node, strerror(-rc));
-}
-
-int vf_vms_migration_target(const char *vm, const char *node_name,
-                            const struct json_object *selector, const char *const *exclude,
-                            char *target, size_t len, struct vf_error *err)
-{
-    struct json_object *obj = NULL;
-    int rc = migration_vm(vm, "Running", &obj, err);
-    if (rc < 0)
-        return rc;
-    rc = migration_choose(obj, string(member(obj, "status"), "node"), node_name, selector,
-                          exclude, target, len, err);
-    json_object_put(obj);
-    return rc;
-}
-
-int vf_vms_migration_begin(const char *vm, const char *target, const struct json_object *fields,
-                           struct vf_error *err)
-{
-    struct json_object *obj = NULL;
-    char chosen[256], msg[MSG_MAX];
-    int rc = migration_vm(vm, "Running", &obj, err);
-    if (rc < 0)
-        return rc;
-    const struct json_object *old = member(obj, "status");
-    const char *source = string(old, "node");
-    /* The target must still fit now that the caller is about to use it. */
-    if ((rc = migration_choose(obj, source, target, NULL, NULL, chosen, sizeof chosen, err)) < 0) {
-        json_object_put(obj);
-        return rc;
-    }
-    struct json_object *status = json_copy(old);
-    json_object_object_del(status, "migrationState");   /* a new migration, a new record */
-    migration_merge(status, fields);
-    struct json_object *ms = member(status, "migrationState");
-    json_object_object_add(ms, "sourceNode", json_object_new_string(source));
-    json_object_object_add(ms, "targetNode", json_object_new_string(target));
-    set_phase(status, "Migrating");
-    snprintf(msg, sizeof msg, "migrating from node \"%s\" to node \"%s\"", source, target);
-    vf_vms_condition_set(status, "Running", "True", "Migrating", msg);
-    rc = vf_objects_update_status(VF_VM_KIND, vm, status, NULL, err);
-    json_object_put(status);
-    if (rc == 0)
-        migration_net(obj, VF_VM_JOB_NET_ADD, target, source);
-    json_object_put(obj);
-    C.place.valid = false;
-    if (rc == 0)
-        vf_log_info("vm \"%s\": %s", vm, msg);
-    return rc;
-}
-
-int vf_vms_migration_update(const char *vm, const struct json_object *fields, struct vf_error *err)
-{
-    struct json_object *obj = NULL;
-    int rc = migration_vm(vm, "Migrating", &obj, err);
-    if (rc < 0)
-        return rc;
-    const struct json_object *old = member(obj, "status");
-    struct json_object *status = json_copy(old);
-    migration_merge(status, fields);
-    if (!json_object_equal((struct json_object *)old, status))
-        rc = vf_objects_update_status(VF_VM_KIND, vm, status, NULL, err);
-    json_object_put(status);
-    json_object_put(obj);
-    return rc;
-}
-
-int vf_vms_migration_end(const char *vm, const char *node, const struct json_object *fields,
-                         struct vf_error *err)
-{
-    struct json_object *obj = NULL, *cur = NULL;
-    char msg[MSG_MAX];
-    /* A VM deleted meanwhile still gets its node right: its cleanup needs it. */
-    if (vf_objects_get(VF_VM_KIND, vm, &cur, NULL) < 0)
-        return vf_error_set(err, -ENOENT, 404, "NotFound", "", "VirtualMachine \"%s\" not found", vm);
-    obj = cur;
-    const struct json_object *old = member(obj, "status");
-    const struct json_object *oms = member(old, "migrationState");
-    if (!str_eq(string(old, "phase"), "Migrating")) {
-        json_object_put(obj);
-        return vf_error_set(err, -EBUSY, 409, "NotMigrating", "", "vm \"%s\" is not Migrating", vm);
-    }
-    if (!str_eq(node, string(oms, "sourceNode")) && !str_eq(node, string(oms, "targetNode"))) {
-        json_object_put(obj);
-        return vf_error_set(err, -EINVAL, 400, "Invalid", "", "vm \"%s\": node \"%s\" is neither "
-                            "the migration's source nor its target", vm, node ? node : "");
-    }
-    struct json_object *status = json_copy(old);
-    migration_merge(status, fields);
-    set_string(status, "node", node);
-    set_phase(status, "Running");
-    snprintf(msg, sizeof msg, "the domain runs on node \"%s\"", node);
-    vf_vms_condition_set(status, "Running", "True", "Running", msg);
-    int rc = vf_objects_update_status(VF_VM_KIND, vm, status, NULL, err);
-    json_object_put(status);
-    if (rc == 0) {
-        /* The node it did not end on: the source, or the target of a
-         * migration that failed. */
-        const char *left = str_eq(node, string(oms, "targetNode")) ? string(oms, "sourceNode")
-                                                                   : string(oms, "targetNode");
-        migration_net(obj, VF_VM_JOB_NET_REMOVE, left, node);
-    }
-    json_object_put(obj);
-    if (rc < 0)
-        return rc;
     struct vm_rec *v = vm_rec(vm);
     if (v) {
         str_set(&v->node, node);
@@ -1963,11 +1705,9 @@ int vf_vms_migration_end(const char *vm, const char *node, const struct json_obj
         if (str_eq(v->conflict_node, node))
             str_set(&v->conflict_node, NULL);
     }
-    vf_log_info("vm \"%s\": migration ended; it runs on node \"%s\"", vm, node);
     C.place.valid = false;
     wake_waiting();   /* the other node's reservation is free again */
     mark_dirty(vm);
-    return 0;
 }
 
 /* ---- vmops.c's hooks ------------------------------------------------------------------- */

@@ -1,5 +1,6 @@
-/* Shared between the VM controller's files (vms.c, vmops.c, vm_jobs.c): not
- * part of any public interface.  Loop thread only unless noted. */
+/* Shared between the VM controller's files (vms.c, vm_migration.c, vmops.c,
+ * vm_jobs.c): not part of any public interface.  Loop thread only unless
+ * noted. */
 #ifndef VF_VMS_INTERNAL_H
 #define VF_VMS_INTERNAL_H
 #include <stdbool.h>
@@ -7,12 +8,15 @@
 #include <stdint.h>
 #include <json-c/json.h>
 
-struct vf_error;   /* include/virtfleet/module.h */
+struct vf_error;            /* include/virtfleet/module.h */
+struct vf_placement_node;   /* placement.h */
 
 #define VF_VM_KIND "VirtualMachine"
 #define VF_VMOP_KIND "VirtualMachineOperation"
+#define VF_VMCLASS_KIND "VirtualMachineClass"
 #define VF_VM_UID_MAX 64
 #define VF_VM_ERROR_MAX 512
+#define VF_VM_MSG_MAX 768           /* a condition's message */
 
 /* ---- vm_jobs.c: blocking libvirt work on workers --------------------------- */
 
@@ -106,9 +110,14 @@ int vf_vms_status_edit(const char *vm, void (*edit)(struct json_object *status, 
 /* Schedule a reconciliation pass soon (never runs it from inside the caller). */
 void vf_vms_kick(void);
 
-/* Small JSON helpers the three files share. */
+/* Small helpers the files share. */
+bool vf_vms_str_eq(const char *a, const char *b);   /* both set and equal */
 struct json_object *vf_vms_member(const struct json_object *obj, const char *key);
 const char *vf_vms_string(const struct json_object *obj, const char *key);
+/* A deep copy of src (an empty object when src is NULL or cannot be copied). */
+struct json_object *vf_vms_json_copy(const struct json_object *src);
+/* o[key] = value, or remove o[key] when value is NULL. */
+void vf_vms_set_string(struct json_object *o, const char *key, const char *value);
 /* Set or replace the condition `type` in status.conditions; the transition time
  * only moves when its status changes, so re-applying the same state is no write. */
 void vf_vms_condition_set(struct json_object *status, const char *type, const char *cstatus,
@@ -116,7 +125,22 @@ void vf_vms_condition_set(struct json_object *status, const char *type, const ch
 void vf_vms_condition_remove(struct json_object *status, const char *type);
 const struct json_object *vf_vms_condition(const struct json_object *status, const char *type);
 
-/* ---- vms.c: live migration, for the migrate module (core_services.c) ---------
+/* ---- vms.c: for vm_migration.c ---------------------------------------------- */
+
+/* The nodes placement chooses from, read afresh from the store, each with the
+ * VMs that hold its resources (a migrating VM on both nodes).  They stay
+ * valid until vf_vms_place_forget() or the next pass.  0, -EIO or -ENOMEM. */
+int vf_vms_place_nodes(const struct vf_placement_node **nodes, size_t *n);
+/* Drop placement's view: reservations changed, or the caller is done with it. */
+void vf_vms_place_forget(void);
+/* virtualization.libvirtNetwork, or NULL. */
+const char *vf_vms_network(void);
+/* vm's migration ended with its domain on node (status written): the
+ * controller's record follows, VMs waiting for capacity look again (the other
+ * node's reservation is free) and vm is reconciled soon. */
+void vf_vms_migration_ended(const char *vm, const char *node);
+
+/* ---- vm_migration.c: live migration, for the migrate module (core_services.c)
  * A VM being migrated is in phase Migrating with status.migrationState
  * { sourceNode, targetNode, ...the module's fields }: the controller leaves it
  * alone and placement counts it on both nodes until the migration ends.

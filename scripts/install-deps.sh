@@ -6,7 +6,7 @@ set -eu
 BUILD="autoconf automake libtool pkg-config make gcc clang libltdl-dev libvirt-dev
   libconfig-dev libjson-c-dev libcurl4-openssl-dev libsqlite3-dev libmicrohttpd-dev
   libyaml-dev check zlib1g-dev liblzma-dev libzstd-dev libarchive-dev
-  libssl-dev"
+  libssl-dev libxml2-dev"
 # The test driver lives in libvirt0 (pulled in by libvirt-dev); valgrind and curl
 # are used by the tests, sqlite3 by the crash-safety check.  The real nodes of
 # tests/lib/cluster.sh need libvirtd with its QEMU driver, virsh, QEMU, tini (a

@@ -648,9 +648,32 @@ START_TEST(test_caps_host_cpu)
         "<cpu id='0' socket_id='0' core_id='0' siblings='0'/></cpus></cell></cells></topology>\n"
         "  </host>\n  <guest><os_type>hvm</os_type></guest>\n</capabilities>\n";
     ck_assert_int_eq(vf_classes_caps_host_cpu(qemu, &cpu), 0);
+    /* Written out again by libxml2: double quotes, the text as it was. */
     ck_assert_str_eq(cpu, "<cpu>\n      <arch>x86_64</arch>\n      <model>Skylake-Client-IBRS"
-                          "</model>\n      <feature name='vmx'/>\n    </cpu>");
+                          "</model>\n      <feature name=\"vmx\"/>\n    </cpu>");
     free(cpu);
+
+    /* Odd but valid: a declaration, comments (one that looks like a <cpu>),
+     * attributes in double quotes, a namespaced element that is not the
+     * host's <cpu>, an entity in an attribute. */
+    static const char odd[] =
+        "<?xml version=\"1.0\"?>\n<!-- <host><cpu>fake</cpu></host> -->\n"
+        "<capabilities xmlns:o=\"urn:other\"><host><!-- <cpu>x</cpu> -->"
+        "<o:cpu>other</o:cpu><cpu mode=\"host-model\"><model>kvm64</model>"
+        "<feature name=\"a&amp;b\" policy='require'/></cpu></host></capabilities>";
+    ck_assert_int_eq(vf_classes_caps_host_cpu(odd, &cpu), 0);
+    ck_assert_str_eq(cpu, "<cpu mode=\"host-model\"><model>kvm64</model>"
+                          "<feature name=\"a&amp;b\" policy=\"require\"/></cpu>");
+    free(cpu);
+    cpu = NULL;
+    ck_assert_int_eq(vf_classes_caps_host_cpu("<capabilities><host><cpu></cpu></host>"
+                                              "</capabilities>", &cpu), -ENOENT);
+    ck_assert_ptr_null(cpu);
+    /* No DOCTYPE (nor its entities) in libvirt's output. */
+    ck_assert_int_eq(vf_classes_caps_host_cpu("<!DOCTYPE c [<!ENTITY e \"kvm64\">]>"
+                                              "<c><host><cpu><model>&e;</model></cpu></host></c>",
+                                              &cpu), -EINVAL);
+    ck_assert_ptr_null(cpu);
 
     /* Only topology's empty <cpu/> entries: no host CPU. */
     ck_assert_int_eq(vf_classes_caps_host_cpu("<capabilities><host><topology><cpus num='1'>"
@@ -659,8 +682,11 @@ START_TEST(test_caps_host_cpu)
     ck_assert_ptr_null(cpu);
     ck_assert_int_eq(vf_classes_caps_host_cpu("<capabilities><guest><cpu>x</cpu></guest>"
                                               "</capabilities>", &cpu), -ENOENT);
+    ck_assert_int_eq(vf_classes_caps_host_cpu("<host><cpus num='1'/></host>", &cpu), -ENOENT);
+    /* Two top-level elements: not a document. */
     ck_assert_int_eq(vf_classes_caps_host_cpu("<host><cpus num='1'/></host><cpu>x</cpu>", &cpu),
-                     -ENOENT);
+                     -EINVAL);
+    ck_assert_int_eq(vf_classes_caps_host_cpu("", &cpu), -ENOENT);
     ck_assert_int_eq(vf_classes_caps_host_cpu("<host><cpu><model>x</model>", &cpu), -EINVAL);
     ck_assert_int_eq(vf_classes_caps_host_cpu("<host><cpu", &cpu), -EINVAL);
     ck_assert_int_eq(vf_classes_caps_host_cpu(NULL, &cpu), -EINVAL);

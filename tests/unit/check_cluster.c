@@ -614,6 +614,40 @@ START_TEST(test_caps_cpu_model)
                                                sizeof buf),
                      -ENOENT);
     ck_assert_int_eq(vf_cluster_caps_cpu_model(NULL, buf, sizeof buf), -EINVAL);
+
+    /* Odd but valid XML: a declaration, comments (one hiding a fake model,
+     * one inside the name), attributes in double quotes, CDATA, and a model
+     * in another namespace that is not libvirt's. */
+    ck_assert_int_eq(vf_cluster_caps_cpu_model(
+                         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- <model>fake</model> -->"
+                         "<capabilities xmlns:o=\"urn:other\"><host><uuid>u</uuid>"
+                         "<cpu mode=\"host-model\"><o:model>Other</o:model>"
+                         "<model fallback=\"allow\">Sky<!-- x -->lake</model></cpu></host>"
+                         "</capabilities>", buf, sizeof buf),
+                     0);
+    ck_assert_str_eq(buf, "Skylake");
+    ck_assert_int_eq(vf_cluster_caps_cpu_model("<capabilities><host><cpu><model><![CDATA[kvm64]]>"
+                                               "</model></cpu></host></capabilities>",
+                                               buf, sizeof buf),
+                     0);
+    ck_assert_str_eq(buf, "kvm64");
+    /* Only the first <host>'s direct <cpu>: a deeper one is not the host CPU. */
+    ck_assert_int_eq(vf_cluster_caps_cpu_model("<capabilities><host><x><cpu><model>kvm64</model>"
+                                               "</cpu></x></host></capabilities>", buf, sizeof buf),
+                     -ENOENT);
+    /* Markup in the name, a character reference to a byte no model has, and a
+     * DOCTYPE (libvirt writes none; its entities are never expanded). */
+    ck_assert_int_eq(vf_cluster_caps_cpu_model("<host><cpu><model>kvm<b/>64</model></cpu></host>",
+                                               buf, sizeof buf),
+                     -EINVAL);
+    ck_assert_int_eq(vf_cluster_caps_cpu_model("<host><cpu><model>kvm&#x3c;64</model></cpu></host>",
+                                               buf, sizeof buf),
+                     -EINVAL);
+    ck_assert_int_eq(vf_cluster_caps_cpu_model("<!DOCTYPE host [<!ENTITY m \"kvm64\">]>"
+                                               "<host><cpu><model>&m;</model></cpu></host>",
+                                               buf, sizeof buf),
+                     -EINVAL);
+    ck_assert_str_eq(buf, "");
 }
 END_TEST
 

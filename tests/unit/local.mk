@@ -16,7 +16,9 @@ CORE_UNITS = \
 	tests/unit/check_vm_disks \
 	tests/unit/check_classes \
 	tests/unit/check_placement \
-	tests/unit/check_ipam
+	tests/unit/check_ipam \
+	tests/unit/check_xml_query \
+	tests/unit/check_vm_network
 check_PROGRAMS += $(CORE_UNITS) tests/unit/check_manifest tests/unit/check_image_formats
 TESTS += $(CORE_UNITS) tests/unit/check_manifest tests/unit/check_image_formats
 
@@ -65,6 +67,10 @@ tests_unit_check_domain_xml_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_domain_xml_LDADD = $(CORE_UNIT_LIBS)
 tests_unit_check_classes_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_classes_LDADD = $(CORE_UNIT_LIBS)
+tests_unit_check_xml_query_CFLAGS = $(UNIT_CFLAGS) $(LIBXML_CFLAGS)
+tests_unit_check_xml_query_LDADD = $(CORE_UNIT_LIBS) $(LIBXML_LIBS)
+tests_unit_check_vm_network_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_vm_network_LDADD = $(CORE_UNIT_LIBS)
 tests_unit_check_image_formats_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_image_formats_LDADD = modules/images/libvfimage.la $(ZLIB_LIBS) $(LZMA_LIBS) \
 	$(CHECK_LIBS) $(JSONC_LIBS)
