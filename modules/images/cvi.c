@@ -3,18 +3,23 @@
  * job a worker runs in cvi_import.c).
  *
  * Owns: ClusterVirtualImage objects (status, finalizer virtfleet.io/image-cleanup)
- * and their files in the image store.  Watches: ClusterVirtualImage (every
- * change is reconciled, level-triggered) and VirtualMachine (a deleted image is
- * held in Terminating while a VM's spec.blockDeviceRefs names it).
+ * and their files in the image store, and the finalizer virtfleet.io/image-source
+ * on a VirtualDisk while an image is being copied from it (the disk stays, with
+ * its volume, until the copy let go).  Watches: ClusterVirtualImage (every
+ * change is reconciled, level-triggered), VirtualMachine (a deleted image is
+ * held in Terminating while a VM's spec.blockDeviceRefs names it; a disk a VM
+ * runs from is not copied) and VirtualDisk (an image waits for its disk).
  *
- * An import is one worker job: fetch (HTTP, registry) or take the upload, then
- * validate and convert into the store, publish atomically.  The job owns its
- * `struct import_job`; the loop side keeps a pointer in the image's record and
- * reads its progress counters from a 1 s timer, the only thing shared between
- * the threads (atomics).  Restarted daemon: an image found in Provisioning is
+ * An import is one worker job: fetch (HTTP, registry), take the upload or read
+ * a disk's volume from its node, then validate and convert into the store,
+ * publish atomically.  The job owns its `struct import_job`; the loop side
+ * keeps a pointer in the image's record and reads its progress counters from a
+ * 1 s timer, the only thing shared between the threads (atomics).  Restarted daemon: an image found in Provisioning is
  * imported again, resuming its download file where the server allows. */
 #include "cvi_internal.h"
+#include "cdrom.h"
 #include "ctl_util.h"
+#include "vd.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +31,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <libvirt/libvirt.h>
 
 #define TICK_MS 1000
 
@@ -44,6 +50,7 @@ struct cvi_rec {
     char progress[16];                 /* last written */
     bool kick;                         /* reconcile again on the next tick */
     bool deleting;
+    bool wait_disk;                    /* waits for its VirtualDisk: disk and VM events kick it */
     struct cvi_rec *next;
 };
 
@@ -133,6 +140,14 @@ static struct cvi_rec *rec_get(struct vf_images *im, const char *name)
     return r;
 }
 
+/* Asks a running import to stop; its done() comes back to the loop. */
+static void job_cancel(struct import_job *j)
+{
+    atomic_store(&j->cancel, true);
+    if (j->vol)
+        atomic_store(&j->vol->cancel, true);
+}
+
 static void token_close(struct vf_images *im, struct cvi_rec *r)
 {
     if (r->token[0] && im->upload)
@@ -148,7 +163,7 @@ static void rec_free(struct vf_images *im, struct cvi_rec *r)
             break;
         }
     if (r->job)
-        atomic_store(&r->job->cancel, true);   /* done() finds no record and cleans up */
+        job_cancel(r->job);   /* done() finds no record and cleans up */
     token_close(im, r);
     free(r->name);
     free(r);
@@ -190,8 +205,35 @@ static bool registry_insecure(struct vf_images *im, const char *image)
     return false;
 }
 
+/* The DOWNLOAD of VirtualDisk `disk`'s volume, with a connection to its node;
+ * NULL when the disk has no volume or its node is not Ready. */
+static struct vf_vd_volume_job *disk_download_job(struct vf_images *im, const char *disk)
+{
+    struct json_object *vd = NULL;
+    struct vf_vd_volume_job *j = NULL;
+    if (im->core->object_get(im->ctx, VF_VD_KIND, disk, &vd) < 0)
+        return NULL;
+    const struct json_object *t = member(member(vd, "status"), "target");
+    const char *node = string(t, "node"), *pool = string(t, "pool");
+    const char *volume = string(t, "volume");
+    void *conn = node ? im->core->node_connection(im->ctx, node) : NULL;
+    if (pool && volume && conn && virConnectRef(conn) == 0) {
+        if ((j = vf_vd_volume_job_new(VF_VD_DOWNLOAD)) != NULL) {
+            j->conn = conn;
+            snprintf(j->node, sizeof j->node, "%s", node);
+            snprintf(j->pool, sizeof j->pool, "%s", pool);
+            snprintf(j->volume, sizeof j->volume, "%s", volume);
+        } else {
+            virConnectClose(conn);
+        }
+    }
+    json_object_put(vd);
+    return j;
+}
+
 /* Start the import of obj's current spec.  false when it cannot start yet
- * (an earlier job of the same uid still runs): the tick tries again. */
+ * (an earlier job of the same uid still runs, a disk's node is not Ready):
+ * the tick tries again. */
 static bool job_start(struct vf_images *im, struct cvi_rec *r, const struct json_object *obj,
                       enum source src, const char *copy_from, const char *copy_format)
 {
@@ -229,6 +271,11 @@ static bool job_start(struct vf_images *im, struct cvi_rec *r, const struct json
     } else if (src == SRC_COPY) {
         ok = (j->copy_from = strdup(copy_from)) != NULL;
         snprintf(j->copy_format, sizeof j->copy_format, "%s", copy_format);
+    } else if (src == SRC_DISK) {
+        /* copy_from: the VirtualDisk's name. */
+        snprintf(j->vd_name, sizeof j->vd_name, "%s", copy_from);
+        snprintf(j->copy_format, sizeof j->copy_format, "%s", copy_format);
+        ok = (j->vol = disk_download_job(im, copy_from)) != NULL;
     }
     if (!ok) {
         vf_cvi_job_free(j);
@@ -261,6 +308,152 @@ static void fail_status(struct vf_images *im, const char *name, const struct jso
     write_status(im, name, status);
     json_object_put(status);
     im->core->log(im->ctx, VF_LOG_WARN, "image \"%s\": failed (%s): %s", name, reason, msg);
+}
+
+/* ---- images from a VirtualDisk ------------------------------------------------------ */
+
+/* The VirtualDisk image obj is made from, or NULL. */
+static const char *disk_source_of(const struct json_object *obj)
+{
+    const struct json_object *ref = member(member(member(obj, "spec"), "dataSource"),
+                                           "objectRef");
+    return str_eq(string(ref, "kind"), VF_VD_KIND) ? string(ref, "name") : NULL;
+}
+
+int vf_cvi_disk_check(const char *disk, const struct json_object *vd,
+                      const struct json_object *vms, bool held, char *reason, size_t reason_len,
+                      char *msg, size_t msg_len)
+{
+    const struct json_object *st = member(vd, "status"), *t = member(st, "target");
+    const char *phase = string(st, "phase");
+    bool deleting = member(member(vd, "metadata"), "deletionTimestamp") != NULL;
+    if (!vd) {
+        snprintf(reason, reason_len, "DiskNotFound");
+        snprintf(msg, msg_len, "VirtualDisk \"%s\" not found: the image waits for it", disk);
+        return -ENOENT;
+    }
+    /* A copy that starts over (a restarted daemon) reads on from a disk it
+     * holds, also one deleted meanwhile: the hold kept its volume. */
+    bool readable = (str_eq(phase, "Ready") && !deleting) ||
+                    (held && deleting && vf_images_has_finalizer(vd, VF_CVI_DISK_FINALIZER));
+    if (!readable || !string(t, "node") || !string(t, "pool") || !string(t, "volume")) {
+        snprintf(reason, reason_len, "DiskNotReady");
+        snprintf(msg, msg_len, "VirtualDisk \"%s\" is %s: the image waits for it to be Ready",
+                 disk, deleting ? "being deleted" : phase ? phase : "Pending");
+        return -EAGAIN;
+    }
+    size_t n = vms && json_object_is_type(vms, json_type_array) ? json_object_array_length(vms)
+                                                                : 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct json_object *vm = json_object_array_get_idx(vms, i);
+        const char *node = string(member(vm, "status"), "node");
+        if (!node || !*node || !vf_images_vm_refers(vm, VF_VD_KIND, disk))
+            continue;
+        /* Its domain may run and write the disk: a copy would be torn. */
+        snprintf(reason, reason_len, "DiskInUse");
+        snprintf(msg, msg_len, "VirtualDisk \"%s\" is in use by VirtualMachine \"%s\" on node "
+                 "\"%s\": stop the VM first (an image is made only from a disk no VM runs from)",
+                 disk, string(member(vm, "metadata"), "name"), node);
+        return -EBUSY;
+    }
+    return 0;
+}
+
+/* Let go of VirtualDisk `disk` (finalizer VF_CVI_DISK_FINALIZER) once no image
+ * is being copied from it: none with an import of it running, none
+ * Provisioning from it (a restarted daemon resumes those).  The hold itself is
+ * taken by begin_disk, before the import starts. */
+static void disk_hold_sync(struct vf_images *im, const char *disk)
+{
+    struct json_object *vd = NULL, *imgs = NULL;
+    bool needed = false;
+    if (!disk || !im->vd_watch || im->core->object_get(im->ctx, VF_VD_KIND, disk, &vd) < 0)
+        return;
+    if (!vf_images_has_finalizer(vd, VF_CVI_DISK_FINALIZER) ||
+        im->core->object_list(im->ctx, VF_CVI_KIND, &imgs) < 0) {
+        json_object_put(vd);
+        return;
+    }
+    /* Canceled jobs too: they may still be reading. */
+    for (struct import_job *j = jobs_in_flight; j && !needed; j = j->next)
+        needed = j->src == SRC_DISK && str_eq(j->vd_name, disk);
+    for (size_t i = 0; i < json_object_array_length(imgs) && !needed; i++) {
+        struct json_object *img = json_object_array_get_idx(imgs, i);
+        needed = str_eq(disk_source_of(img), disk) &&
+                 str_eq(string(member(img, "status"), "phase"), "Provisioning") &&
+                 !member(member(img, "metadata"), "deletionTimestamp");
+    }
+    json_object_put(imgs);
+    if (!needed &&
+        vf_images_finalizer_update(im->core, im->ctx, VF_VD_KIND, vd, VF_CVI_DISK_FINALIZER,
+                                   false) == 0)
+        im->core->log(im->ctx, VF_LOG_INFO, "disk \"%s\": no image is copied from it any more",
+                      disk);
+    json_object_put(vd);
+}
+
+/* An image from VirtualDisk `disk`: when the disk is Ready and no VM runs from
+ * it, hold it and start the copy; else Pending with the reason. */
+static void begin_disk(struct vf_images *im, struct cvi_rec *r, const struct json_object *obj,
+                       struct json_object *status, const char *disk, bool resume)
+{
+    struct json_object *vd = NULL, *vms = NULL;
+    char reason[64], msg[MSG_MAX];
+    if (!im->vd_watch) {
+        /* The disks' kind comes with vd.c, which starts after: its watch's
+         * first events bring this image back. */
+        r->wait_disk = true;
+        if (!string(status, "phase"))
+            vf_images_set_str(status, "phase", "Pending");
+        return;
+    }
+    if (im->core->object_get(im->ctx, VF_VD_KIND, disk, &vd) < 0)
+        vd = NULL;
+    if (im->core->object_list(im->ctx, "VirtualMachine", &vms) < 0)
+        vms = NULL;
+    int rc = vf_cvi_disk_check(disk, vd, vms, resume, reason, sizeof reason, msg, sizeof msg);
+    json_object_put(vms);
+    const char *node = string(member(member(vd, "status"), "target"), "node");
+    bool keep = false;
+    if (rc == 0 && !im->core->node_connection(im->ctx, node)) {
+        snprintf(reason, sizeof reason, "NodeNotReady");
+        snprintf(msg, sizeof msg, "waiting for node \"%s\", which holds VirtualDisk \"%s\", to "
+                 "be Ready", node, disk);
+        r->kick = true;   /* nodes are not watched here: looked at again on the tick */
+        rc = -EAGAIN;
+        /* A copy under way (a restarted daemon, before it reached the node)
+         * stays Provisioning, and so keeps its hold on the disk. */
+        keep = resume;
+    }
+    /* Taken before the import starts, so that the disk's volume stays while it runs. */
+    if (rc == 0 && !vf_images_has_finalizer(vd, VF_CVI_DISK_FINALIZER) &&
+        vf_images_finalizer_update(im->core, im->ctx, VF_VD_KIND, vd, VF_CVI_DISK_FINALIZER,
+                                   true) < 0) {
+        r->kick = true;
+        rc = -EAGAIN;
+        snprintf(reason, sizeof reason, "DiskNotReady");
+        snprintf(msg, sizeof msg, "VirtualDisk \"%s\" changed: looking again", disk);
+    }
+    r->wait_disk = rc < 0;
+    if (rc < 0) {
+        if (!keep)
+            vf_images_set_str(status, "phase", "Pending");
+        set_ready(status, false, reason, msg);
+    } else {
+        const struct json_object *t = member(member(vd, "status"), "target");
+        const char *format = str_eq(string(member(vd, "status"), "format"), "qcow2") ? "qcow2"
+                                                                                     : "raw";
+        if (job_start(im, r, obj, SRC_DISK, disk, format)) {
+            snprintf(msg, sizeof msg, "copying VirtualDisk \"%s\" (volume \"%s\" on node \"%s\")",
+                     disk, string(t, "volume"), node);
+            vf_images_set_str(status, "phase", "Provisioning");
+            vf_images_set_str(status, "progress", "0.0%");
+            set_ready(status, false, "Provisioning", msg);
+        } else if (!string(status, "phase")) {
+            vf_images_set_str(status, "phase", "Pending");
+        }
+    }
+    json_object_put(vd);
 }
 
 static void job_done(void *opaque)
@@ -333,6 +526,15 @@ static void job_done(void *opaque)
         vf_images_set_str(src, "bytes", num);
         if (j->disk_name[0])
             vf_images_set_str(src, "file", j->disk_name);
+        if (j->src == SRC_DISK) {
+            /* Where the bytes were read: the disk, its node and its volume. */
+            struct json_object *from = json_object_new_object();
+            vf_images_set_str(from, "name", j->vd_name);
+            vf_images_set_str(from, "node", j->vol->node);
+            vf_images_set_str(from, "pool", j->vol->pool);
+            vf_images_set_str(from, "volume", j->vol->volume);
+            json_object_object_add(src, "virtualDisk", from);
+        }
         json_object_object_add(status, "source", src);
     } else {
         /* A copy is byte for byte its source: only where it is stored differs. */
@@ -348,6 +550,9 @@ static void job_done(void *opaque)
     vf_images_set_str(target, "path", j->final);
     json_object_object_add(status, "target", target);
     set_ready(status, true, "Ready", "the image is stored and ready to use");
+    /* With its copies' record from the start: no VM attaches the store's file
+     * of an image meant to be copied to the nodes. */
+    vf_cdrom_sync(im->cdrom, j->name, j->uid, status);
     write_status(im, j->name, status);
     json_object_put(status);
     im->core->log(im->ctx, VF_LOG_INFO, "image \"%s\": ready (%s, %" PRIu64 " bytes stored)",
@@ -355,6 +560,10 @@ static void job_done(void *opaque)
     if (r)
         r->progress[0] = '\0';
 out:
+    /* A copy from a disk that ended lets go of the disk (a stopped module
+     * keeps the hold: the next start resumes the copy). */
+    if (j->src == SRC_DISK && !im->stopped)
+        disk_hold_sync(im, j->vd_name);
     json_object_put(obj);
     vf_cvi_job_free(j);
     vf_images_unref(im);
@@ -455,6 +664,10 @@ static void begin_import(struct vf_images *im, struct cvi_rec *r, const struct j
         upload_open(im, r, status);
         return;
     }
+    if (str_eq(type, "ObjectRef") && disk_source_of(obj)) {
+        begin_disk(im, r, obj, status, disk_source_of(obj), resume);
+        return;
+    }
     if (str_eq(type, "ObjectRef")) {
         const char *src_name = string(member(member(member(obj, "spec"), "dataSource"),
                                              "objectRef"), "name");
@@ -513,7 +726,7 @@ static void reconcile(struct vf_images *im, const struct json_object *obj)
     if (strcmp(r->uid, uid)) {
         /* A new image under an old name: whatever ran for the old one stops. */
         if (r->job)
-            atomic_store(&r->job->cancel, true);
+            job_cancel(r->job);
         r->job = NULL;
         token_close(im, r);
         snprintf(r->uid, sizeof r->uid, "%s", uid);
@@ -542,9 +755,11 @@ static void reconcile(struct vf_images *im, const struct json_object *obj)
         json_object_object_del(status, "imageUploadURLs");
         json_object_object_del(status, "uploadExpiresAt");
         if (r->job) {
-            atomic_store(&r->job->cancel, true);   /* its done() comes back here */
+            job_cancel(r->job);   /* its done() comes back here */
         } else if (used_by_vms(im, name, users, sizeof users)) {
             set_in_use(status, users);
+        } else if (!vf_cdrom_release(im->cdrom, name, uid, status)) {
+            set_in_use(status, NULL);   /* its copies on the nodes go first */
         } else {
             set_in_use(status, NULL);
             write_status(im, name, status);
@@ -566,7 +781,7 @@ static void reconcile(struct vf_images *im, const struct json_object *obj)
             /* The running import lets go of its files first; its done() or the
              * tick comes back here. */
             if (r->job)
-                atomic_store(&r->job->cancel, true);
+                job_cancel(r->job);
             else
                 r->kick = true;
             vf_images_set_str(status, "phase", "Pending");
@@ -599,8 +814,12 @@ static void reconcile(struct vf_images *im, const struct json_object *obj)
         else   /* the listener or upload.externalURL may have changed */
             upload_urls(im, r->token, status);
     }
+    vf_cdrom_sync(im->cdrom, name, uid, status);
     write_status(im, name, status);
     json_object_put(status);
+    /* A copy from a disk that never began (or waits again) lets go of it. */
+    if (!r->job && disk_source_of(obj))
+        disk_hold_sync(im, disk_source_of(obj));
 }
 
 /* ---- watches, timer, upload hand-over -------------------------------------------- */
@@ -619,6 +838,7 @@ static void on_cvi(void *opaque, enum vf_watch_event type, const struct json_obj
                 vf_dvcr_remove(&im->dvcr, uid, false);
             rec_free(im, r);
         }
+        disk_hold_sync(im, disk_source_of(obj));
     } else {
         reconcile(im, obj);
     }
@@ -628,11 +848,30 @@ static void on_vm(void *opaque, enum vf_watch_event type, const struct json_obje
 {
     struct vf_images *im = opaque;
     (void)type;
-    (void)obj;
-    /* A VM that lets go of an image may end its Terminating. */
+    /* A VM that lets go of an image may end its Terminating; one that names
+     * a CD-ROM image may need copies of it on the nodes; one that lets go of
+     * a disk may let an image be made from it. */
     for (struct cvi_rec *r = im->recs; r; r = r->next)
-        if (r->deleting)
+        if (r->deleting || r->wait_disk || vf_images_vm_refers(obj, VF_CVI_KIND, r->name))
             r->kick = true;
+}
+
+/* A disk that gets Ready, or is let go by its VM, may be copied now. */
+static void on_vd(void *opaque, enum vf_watch_event type, const struct json_object *obj)
+{
+    struct vf_images *im = opaque;
+    (void)type;
+    (void)obj;
+    for (struct cvi_rec *r = im->recs; r; r = r->next)
+        if (r->wait_disk)
+            r->kick = true;
+}
+
+void vf_cvi_kick(struct vf_images *im, const char *name)
+{
+    struct cvi_rec *r = rec_find(im, name);
+    if (r)
+        r->kick = true;
 }
 
 static void progress_write(struct vf_images *im, struct cvi_rec *r, const char *progress)
@@ -663,8 +902,9 @@ static void tick(void *opaque)
         char p[16];
         uint64_t done, total;
         if (r->job) {
-            done = atomic_load(&r->job->done_bytes);
-            total = atomic_load(&r->job->total_bytes);
+            /* A disk's volume is read by its DOWNLOAD, which counts. */
+            done = atomic_load(r->job->vol ? &r->job->vol->done_bytes : &r->job->done_bytes);
+            total = atomic_load(r->job->vol ? &r->job->vol->total_bytes : &r->job->total_bytes);
             if (atomic_load(&r->job->converting))
                 snprintf(p, sizeof p, "100.0%%");
             else if (total)
@@ -801,12 +1041,30 @@ int vf_cvi_start(struct vf_images *im)
     return 0;
 }
 
+int vf_cvi_watch_disks(struct vf_images *im)
+{
+    struct json_object *disks = NULL;
+    im->vd_watch = im->core->watch_add(im->ctx, VF_VD_KIND, on_vd, im);
+    if (!im->vd_watch)
+        return -EIO;
+    /* Holds left by a daemon that stopped mid-copy go unless the copy resumes. */
+    if (im->core->object_list(im->ctx, VF_VD_KIND, &disks) < 0)
+        return 0;
+    for (size_t i = 0; i < json_object_array_length(disks); i++) {
+        struct json_object *d = json_object_array_get_idx(disks, i);
+        if (vf_images_has_finalizer(d, VF_CVI_DISK_FINALIZER))
+            disk_hold_sync(im, string(member(d, "metadata"), "name"));
+    }
+    json_object_put(disks);
+    return 0;
+}
+
 void vf_cvi_stop(struct vf_images *im)
 {
     while (im->recs) {
         struct cvi_rec *r = im->recs;
         if (r->job)
-            atomic_store(&r->job->cancel, true);
+            job_cancel(r->job);
         r->job = NULL;   /* done() sees im->stopped and keeps the download */
         im->recs = r->next;
         free(r->name);

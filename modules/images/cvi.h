@@ -11,6 +11,9 @@
 
 #define VF_CVI_KIND "ClusterVirtualImage"
 #define VF_CVI_FINALIZER "virtfleet.io/image-cleanup"
+/* On a VirtualDisk while an image is being copied from it: the disk controller
+ * (vd.c) keeps its volume until the copy let go. */
+#define VF_CVI_DISK_FINALIZER "virtfleet.io/image-source"
 
 /* Settings in force (module.c fills them from the checked settings). */
 struct vf_images_settings {
@@ -39,7 +42,8 @@ struct vf_images {
     struct vf_dvcr dvcr;
     struct vf_upload_server *upload;
     struct cvi_rec *recs;
-    struct vf_watch *cvi_watch, *vm_watch;
+    struct vf_cdrom *cdrom;      /* CD-ROM copies on the nodes (cdrom.h) */
+    struct vf_watch *cvi_watch, *vm_watch, *vd_watch;
     int timer;
 };
 
@@ -48,9 +52,14 @@ void vf_images_unref(struct vf_images *im);
 
 /* Register the kind (once per start), watch images and VMs, resume imports. */
 int vf_cvi_start(struct vf_images *im);
+/* Once the VirtualDisk kind is registered (vd.c starts after): watch disks,
+ * which images are made from, and let go of holds left on them. */
+int vf_cvi_watch_disks(struct vf_images *im);
 /* Cancel running imports (their downloads are kept for a resumed import) and
  * forget every record. */
 void vf_cvi_stop(struct vf_images *im);
+/* Reconcile image `name` again on the next tick (1 s). */
+void vf_cvi_kick(struct vf_images *im, const char *name);
 /* The upload listener's hand-over (any thread). */
 void vf_cvi_upload_done(void *opaque, struct vf_upload_outcome *outcome);
 /* New settings applied live (quota, timeouts, URLs): imports already
@@ -61,6 +70,15 @@ void vf_cvi_settings_changed(struct vf_images *im);
  * kind's validate hook does it (old: the stored object or NULL). */
 int vf_cvi_validate(struct vf_module_ctx *ctx, const struct json_object *old,
                     struct json_object *obj, struct vf_error *err);
+/* Whether an image may be copied now from VirtualDisk `disk`: vd is the disk
+ * (NULL: not found), vms the VirtualMachines (an array).  0: it is Ready and
+ * no VM with a node (whose domain may run) names it; held: a copy that starts
+ * over, which may also read a disk being deleted that it holds.  Else -ENOENT,
+ * -EAGAIN or -EBUSY with the Ready condition's reason (DiskNotFound,
+ * DiskNotReady, DiskInUse) and message. */
+int vf_cvi_disk_check(const char *disk, const struct json_object *vd,
+                      const struct json_object *vms, bool held, char *reason, size_t reason_len,
+                      char *msg, size_t msg_len);
 /* "285.3Mi": bytes with a binary unit and one decimal. */
 void vf_cvi_human_size(uint64_t bytes, char *buf, size_t len);
 #endif

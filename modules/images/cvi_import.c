@@ -25,6 +25,7 @@ void vf_cvi_job_free(struct import_job *j)
     free(j->ca_pem);
     free(j->image);
     free(j->copy_from);
+    vf_vd_volume_job_free(j->vol);
     free(j);
 }
 
@@ -32,7 +33,8 @@ static void on_fetch_progress(void *opaque, uint64_t done, uint64_t total)
 {
     struct import_job *j = opaque;
     /* Fewer bytes than before: the fetcher started over (the server would not
-     * resume), so what a converter read meanwhile is void. */
+     * resume, or a registry image's later layer replaced its disk file), so
+     * what a converter read meanwhile is void. */
     if (done < atomic_load(&j->done_bytes))
         atomic_fetch_add(&j->restarts, 1);
     atomic_store(&j->done_bytes, done);
@@ -223,17 +225,14 @@ static int run_fetch(struct import_job *j, int fd, struct vf_error *err)
         return vf_fetch_http_run(&req, &common, fd, &j->fetch, err);
     }
     if (j->src == SRC_REGISTRY) {
-        /* A pull starts over (the fetcher truncates fd); its layer blob waits
-         * in the store's scratch area while its digest is checked. */
-        char scratch[4096];
-        snprintf(scratch, sizeof scratch, "%s/tmp", j->dvcr.root);
+        /* A pull starts over (the fetcher truncates fd) and writes the disk
+         * file into fd as its layer streams in: no scratch file. */
         char user[512], pass[512];
         int rc = vf_cvi_registry_auth(j->auth_file, j->image, user, sizeof user, pass,
                                       sizeof pass, err);
         if (rc < 0)
             return rc;
-        struct vf_fetch_registry req = {.image = j->image, .plain_http = j->plain_http,
-                                        .scratch_dir = scratch};
+        struct vf_fetch_registry req = {.image = j->image, .plain_http = j->plain_http};
         if (user[0]) {
             req.username = user;
             req.password = pass;
@@ -251,10 +250,12 @@ static int run_fetch(struct import_job *j, int fd, struct vf_error *err)
 
 /* ---- converting while downloading ---------------------------------------------
  * A compressed download is decoded as it arrives (the way `curl | xz -dc`
- * overlaps the two): the fetch runs on a thread of its own and the converter
- * waits at the end of the growing file.  Plain formats are read at random, so
- * the converter waits for all of them; a fetch that starts over voids what was
- * converted, which is then converted again from the finished file. */
+ * overlaps the two), and so is the disk file of a registry image, which grows
+ * as its layer streams in: the fetch runs on a thread of its own and the
+ * converter waits at the end of the growing file.  Plain formats are read at
+ * random, so the converter waits for all of them; a fetch that starts over
+ * voids what was converted, which is then converted again from the finished
+ * file. */
 
 struct follow {
     struct import_job *j;
@@ -360,11 +361,81 @@ static int fetch_and_convert(struct import_job *j, int fd, int out, const struct
     return 0;
 }
 
+/* ---- an image from a VirtualDisk ----------------------------------------------
+ * The volume's bytes come from its node (the DOWNLOAD op of vd_volume.c, holes
+ * kept as holes), are hashed, and keep the disk's format: a qcow2 disk is
+ * validated and copied as qcow2.  A raw disk is stored as it is, never
+ * inspected: its bytes are whatever its guest wrote, and a guest may well have
+ * written a qcow2 header or gzip magic at its start, which read as such would
+ * change the image (or make it follow tables the guest made). */
+static int import_disk(struct import_job *j)
+{
+    char dl[4096], outp[4096], scratch[4096];
+    bool raw = strcmp(j->copy_format, "qcow2") != 0;
+    struct stat st;
+    int fd = -1, out = -1, rc;
+    if (vf_dvcr_path(&j->dvcr, j->uid, VF_DVCR_DOWNLOAD, dl, sizeof dl) < 0 ||
+        vf_dvcr_path(&j->dvcr, j->uid, VF_DVCR_OUT, outp, sizeof outp) < 0)
+        return vf_error_set(&j->err, -ENAMETOOLONG, 500, "IOError", "", "bad image store path");
+    /* A raw disk goes straight to the file that is published. */
+    const char *first = raw ? outp : dl;
+    if ((fd = open(first, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+        return vf_error_set(&j->err, -errno, 500, "IOError", "", "create \"%s\": %s", first,
+                            strerror(errno));
+    j->vol->dst_fd = fd;
+    j->vol->max_bytes = j->room;
+    vf_vd_volume_run(j->vol);
+    if ((rc = j->vol->rc) < 0) {
+        j->err = j->vol->err;
+        goto out;
+    }
+    atomic_store(&j->converting, true);
+    if ((rc = hash_file(fd, &j->fetch, &j->err)) < 0)
+        goto out;
+    if (raw) {
+        out = fd;
+        fd = -1;
+        memset(&j->info, 0, sizeof j->info);
+        j->info.format = VF_IMAGE_FORMAT_RAW;
+        j->info.compression = VF_IMAGE_COMPRESSION_NONE;
+        j->info.virtual_size = j->info.actual_size = j->info.unpacked_size = j->fetch.bytes;
+        j->info.valid = true;
+    } else {
+        snprintf(scratch, sizeof scratch, "%s/tmp", j->dvcr.root);
+        struct vf_image_options opts = {.quota = j->room, .scratch_dir = scratch};
+        if ((out = open(outp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
+            rc = vf_error_set(&j->err, -errno, 500, "IOError", "", "create \"%s\": %s", outp,
+                              strerror(errno));
+            goto out;
+        }
+        rc = vf_image_convert(fd, out, VF_IMAGE_FORMAT_QCOW2, &opts, &j->info, &j->err);
+    }
+    if (rc == 0 && atomic_load(&j->cancel))
+        rc = -ECANCELED;
+    if (rc == 0) {
+        snprintf(j->format, sizeof j->format, "%s", raw ? "raw" : "qcow2");
+        rc = vf_dvcr_publish(&j->dvcr, j->uid, out, j->format, j->final, sizeof j->final, &j->err);
+    }
+    if (rc == 0 && fstat(out, &st) == 0)
+        j->stored_bytes = (uint64_t)st.st_blocks * 512;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (out >= 0)
+        close(out);
+    unlink(dl);
+    if (rc < 0)
+        unlink(outp);
+    return rc;
+}
+
 static int run_import(struct import_job *j)
 {
     char dl[4096], outp[4096], scratch[4096];
     struct stat st;
     int rc;
+    if (j->src == SRC_DISK)
+        return import_disk(j);
     if (j->src == SRC_COPY) {
         rc = vf_dvcr_copy(&j->dvcr, j->copy_from, j->uid, j->copy_format, j->final,
                           sizeof j->final, &j->err);
@@ -394,9 +465,19 @@ static int run_import(struct import_job *j)
                             strerror(errno));
     }
     /* A fresh HTTP download may be converted as it arrives; a resumed one
-     * (its prefix is already here) and the others are converted after. */
+     * (its prefix is already here) and the others are converted after.  A
+     * registry pull always starts afresh: emptied here, before the follower
+     * could read what an earlier attempt left. */
     bool converted = false;
-    if (j->src == SRC_HTTP && fstat(fd, &st) == 0 && st.st_size == 0)
+    if (j->src == SRC_REGISTRY && ftruncate(fd, 0) < 0) {
+        rc = vf_error_set(&j->err, -errno, 500, "IOError", "", "truncate \"%s\": %s", dl,
+                          strerror(errno));
+        close(fd);
+        close(out);
+        unlink(outp);
+        return rc;
+    }
+    if ((j->src == SRC_HTTP || j->src == SRC_REGISTRY) && fstat(fd, &st) == 0 && st.st_size == 0)
         rc = fetch_and_convert(j, fd, out, &opts, &converted);
     else
         rc = run_fetch(j, fd, &j->err);

@@ -1,11 +1,13 @@
 /* What the parts of ClusterVirtualImage share: the kind (cvi_kind.c), the
- * worker-side import job (cvi_import.c) and the controller (cvi.c).  Private
- * to them; cvi.h is what module.c sees. */
+ * worker-side import job (cvi_import.c), the controller (cvi.c) and its
+ * CD-ROM copies on the nodes (cdrom.c).  Private to them; cvi.h is what
+ * module.c sees. */
 #ifndef VF_IMAGES_CVI_INTERNAL_H
 #define VF_IMAGES_CVI_INTERNAL_H
 #include "cvi.h"
 #include "import/fetch.h"
 #include "formats/image_format.h"
+#include "vd_volume.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -14,7 +16,7 @@
 
 #define MSG_MAX 768
 
-enum source { SRC_HTTP, SRC_REGISTRY, SRC_UPLOAD, SRC_COPY };
+enum source { SRC_HTTP, SRC_REGISTRY, SRC_UPLOAD, SRC_COPY, SRC_DISK };
 
 /* One import.  Made by the controller (job_start in cvi.c), run by a worker
  * (vf_cvi_job_run), handed back to the loop (job_done in cvi.c), which frees
@@ -25,7 +27,9 @@ struct import_job {
     int64_t generation;
     enum source src;
     char *url, *checksum, *ca_pem, *image, *copy_from;
-    char copy_format[8];
+    char copy_format[8];           /* SRC_COPY, SRC_DISK: the source's format, kept */
+    char vd_name[256];             /* SRC_DISK: the VirtualDisk */
+    struct vf_vd_volume_job *vol;  /* SRC_DISK: the DOWNLOAD of its volume, connection taken */
     bool plain_http;
     char auth_file[1024];          /* registry credentials, read when the pull starts; "": none */
     struct vf_dvcr dvcr;           /* a copy: the module may restart meanwhile */

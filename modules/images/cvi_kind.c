@@ -4,6 +4,7 @@
  * Ready).  The checksum and CA parsers serve the controller too: an import
  * reads them from the spec the same way the API checked them. */
 #include "cvi_internal.h"
+#include "vd.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -210,12 +211,17 @@ static int check(const struct json_object *old, struct json_object *obj, struct 
     }
     if (str_eq(type, "ObjectRef")) {
         const struct json_object *ref = member(ds, "objectRef");
-        if (!str_eq(string(ref, "kind"), VF_CVI_KIND))
+        if (str_eq(string(ref, "kind"), "VirtualImage"))
             return vf_error_set(err, -EINVAL, 422, "Invalid", "spec.dataSource.objectRef.kind",
-                                "spec.dataSource.objectRef.kind: images are made from a "
-                                "ClusterVirtualImage here; %s is not supported",
-                                string(ref, "kind"));
-        if (str_eq(string(ref, "name"), name))
+                                "spec.dataSource.objectRef.kind: there is no namespaced "
+                                "VirtualImage kind here; name a ClusterVirtualImage or a "
+                                "VirtualDisk");
+        if (!str_eq(string(ref, "kind"), VF_CVI_KIND) && !str_eq(string(ref, "kind"), VF_VD_KIND))
+            return vf_error_set(err, -EINVAL, 422, "Invalid", "spec.dataSource.objectRef.kind",
+                                "spec.dataSource.objectRef.kind: %.64s is not supported; name a "
+                                "ClusterVirtualImage or a VirtualDisk", string(ref, "kind"));
+        /* A VirtualDisk of the same name is another object. */
+        if (str_eq(string(ref, "kind"), VF_CVI_KIND) && str_eq(string(ref, "name"), name))
             return vf_error_set(err, -EINVAL, 400, "Invalid", "spec.dataSource.objectRef.name",
                                 "spec.dataSource.objectRef.name: an image cannot be made from "
                                 "itself");

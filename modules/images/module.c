@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <virtfleet/module.h>
+#include "cdrom.h"
 #include "cvi.h"
 #include "vd.h"
 
@@ -229,6 +230,8 @@ static void images_stop(struct vf_module_ctx *ctx)
     disks = NULL;
     im->stopped = true;
     vf_cvi_stop(im);
+    vf_cdrom_stop(im->cdrom);
+    im->cdrom = NULL;
     /* Joins the listener's threads: no hand-over starts after this. */
     vf_upload_server_stop(im->upload);
     im->upload = NULL;
@@ -266,7 +269,9 @@ static int images_start(struct vf_module_ctx *ctx, const struct json_object *set
         return rc;
     }
     core->set_data(ctx, im);
-    if ((rc = vf_cvi_start(im)) < 0 || (rc = vf_vd_start(im, settings, &disks)) < 0) {
+    /* Before the images' controller, which calls into it from its first reconcile. */
+    if ((rc = vf_cdrom_start(im, settings, &im->cdrom)) < 0 || (rc = vf_cvi_start(im)) < 0 ||
+        (rc = vf_vd_start(im, settings, &disks)) < 0 || (rc = vf_cvi_watch_disks(im)) < 0) {
         images_stop(ctx);
         return rc;
     }
@@ -292,6 +297,7 @@ static int images_reconfigure(struct vf_module_ctx *ctx, const struct json_objec
     im->set = set;
     im->dvcr.quota = set.quota;
     vf_cvi_settings_changed(im);
+    vf_cdrom_reconfigure(im->cdrom, settings);
     if (disks && (rc = vf_vd_reconfigure(disks, settings)) < 0)
         return rc;
     ctx->core->log(ctx, VF_LOG_INFO, "settings applied (quota %llu bytes)",

@@ -7,10 +7,11 @@ modules_images_images_la_SOURCES = \
 	modules/images/module.c \
 	modules/images/cvi.c modules/images/cvi.h \
 	modules/images/cvi_kind.c modules/images/cvi_import.c modules/images/cvi_internal.h \
+	modules/images/cdrom.c modules/images/cdrom.h \
 	modules/images/image_store.c modules/images/image_store.h \
 	modules/images/upload.c modules/images/upload.h \
 	modules/images/vd.c modules/images/vd_kind.c modules/images/vd.h \
-	modules/images/vd_volume.c modules/images/vd_volume.h \
+	modules/images/vd_volume.c modules/images/vd_volume.h modules/images/vd_retry.c \
 	modules/images/ctl_util.c modules/images/ctl_util.h
 modules_images_images_la_CFLAGS = $(MODULE_CFLAGS) $(MHD_CFLAGS) $(CRYPTO_CFLAGS) $(LIBVIRT_CFLAGS)
 modules_images_images_la_LDFLAGS = $(MODULE_LINKFLAGS)

@@ -16,8 +16,25 @@
  *   Pending -> CHOOSE a node (local pools: the one with most room) ->
  *   Provisioning (target written) -> CREATE -> Ready -> (spec size grows)
  *   Resizing -> RESIZE -> Ready;  deleted -> Terminating -> DELETE -> gone.
- * A failed copy is Failed (delete and create the disk again); a node that is
- * not Ready is waited for. */
+ * A node that is not Ready is waited for.  A CHOOSE or CREATE that fails for
+ * a passing reason (vd_retry.c tells which) is tried again after a back-off,
+ * the disk staying Provisioning with the condition Ready=False reason
+ * Retrying ("attempt 3 failed: ...; next attempt in 20s"); a disk without a
+ * volume yet (none chosen, or the failed CREATE left none) chooses its node
+ * again each time, one whose CREATE may have left a partial volume stays on
+ * that node, whose next CREATE deletes it first.  A final failure (a Failed
+ * source image, a storage class that does not exist, a size below the
+ * image's, a request libvirt calls invalid) is phase Failed, and stays so
+ * until its spec changes (status.observedGeneration is the generation that
+ * failed) or its cause is gone (the class configured, the image Ready
+ * again): then it is made again from scratch, after the volume a failed
+ * attempt may have left is deleted (status.staleCopy).
+ *
+ * The count of failed attempts is in the status (status.attempts), the time
+ * of the next one only in memory: a restarted daemon tries again at once.  A
+ * restart is most often an admin's fix of what failed, one early attempt per
+ * restart costs little, and the count keeps the back-off growing from where
+ * it was instead of starting over at 5 s. */
 #include "vd.h"
 #include "vd_volume.h"
 #include "cvi.h"
@@ -45,6 +62,7 @@ struct vd_rec {
     char progress[16];             /* last written */
     bool kick;                     /* reconcile on the next tick */
     int64_t not_before;            /* CLOCK_MONOTONIC seconds: a failed step waits */
+    int64_t generation;            /* of the spec last reconciled: a job is made from it */
     /* The source image's file, open from the start of a copy to its end, so
      * that deleting the image meanwhile cannot take it away. */
     int src_fd;
@@ -70,6 +88,7 @@ struct job_ctx {
     char name[256], uid[64];
     char source[256];              /* CREATE from an image: the image's name */
     bool stale;                    /* DELETE of status.staleCopy, not of the disk */
+    int64_t generation;            /* of the spec the job was made from */
     struct vf_vd_volume_job *j;
     struct job_ctx *next;          /* in jobs_in_flight */
 };
@@ -303,6 +322,7 @@ static struct job_ctx *job_submit(struct vf_vd *vd, struct vd_rec *r,
     c->j = j;
     snprintf(c->name, sizeof c->name, "%s", r->name);
     snprintf(c->uid, sizeof c->uid, "%s", r->uid);
+    c->generation = r->generation;
     if (source)
         snprintf(c->source, sizeof c->source, "%s", source);
     vd->refs++;
@@ -333,6 +353,62 @@ static void target_set(struct json_object *status, const char *node, const struc
     json_object_object_add(status, "target", t);
 }
 
+/* ---- failures -------------------------------------------------------------------------- */
+
+/* status.attempts: the failed attempts at making the volume so far. */
+static unsigned attempts_of(const struct json_object *status)
+{
+    struct json_object *a = member(status, "attempts");
+    int64_t n = a && json_object_is_type(a, json_type_int) ? json_object_get_int64(a) : 0;
+    return n > 0 && n < 1000000 ? (unsigned)n : 0;
+}
+
+/* " (attempt 3)" while attempts have failed before, else "". */
+static void attempt_note(const struct json_object *status, char *buf, size_t len)
+{
+    unsigned n = attempts_of(status);
+    buf[0] = '\0';
+    if (n)
+        snprintf(buf, len, " (attempt %u)", n + 1);
+}
+
+/* Final: Failed for the spec of `generation` (status.observedGeneration), so
+ * that a new spec starts it over (failed_start_over). */
+static void fail(struct vf_vd *vd, struct vd_rec *r, struct json_object *status,
+                 int64_t generation, const char *reason, const char *msg)
+{
+    set_phase(status, "Failed", reason, msg);
+    json_object_object_add(status, "observedGeneration", json_object_new_int64(generation));
+    json_object_object_del(status, "attempts");
+    source_drop(r);
+    vd->core->log(vd->ctx, VF_LOG_WARN, "disk \"%s\": failed (%s): %s", r->name, reason, msg);
+}
+
+/* A CHOOSE or CREATE that failed: Failed when trying again cannot help, else
+ * Provisioning with the Retrying condition until the back-off has passed.
+ * The image's file stays open for the next attempt. */
+static void attempt_failed(struct vf_vd *vd, struct vd_rec *r, const struct job_ctx *c,
+                           struct json_object *status)
+{
+    const struct vf_vd_volume_job *j = c->j;
+    char msg[MSG_MAX];
+    if (!vf_vd_failure_transient(j->rc, j->lv_code)) {
+        fail(vd, r, status, c->generation, j->err.reason, j->err.message);
+        return;
+    }
+    unsigned n = attempts_of(status) + 1, delay = vf_vd_retry_delay(n, r->uid);
+    vf_vd_retry_message(n, j->err.message, delay, msg, sizeof msg);
+    json_object_object_add(status, "attempts", json_object_new_int64(n));
+    /* Nothing left on the node: free to choose another one, which may have
+     * the room or the connection this one lacked. */
+    if (j->op == VF_VD_CREATE && j->no_volume)
+        json_object_object_del(status, "target");
+    set_phase(status, "Provisioning", "Retrying", msg);
+    r->not_before = mono_s() + delay;
+    r->kick = true;
+    vd->core->log(vd->ctx, VF_LOG_WARN, "disk \"%s\": %s", r->name, msg);
+}
+
 static void job_done(void *opaque)
 {
     struct job_ctx *c = opaque;
@@ -357,17 +433,15 @@ static void job_done(void *opaque)
         /* Deleted meanwhile: reconcile takes it from here (its volume is in the status). */
     } else if (j->op == VF_VD_CHOOSE) {
         if (j->rc < 0) {
-            /* Still Provisioning (the image stays held): tried again shortly. */
-            vf_images_condition_set(status, "Ready", false, j->err.reason, j->err.message);
-            r->not_before = mono_s() + RETRY_S;
-            r->kick = true;
+            /* Still Provisioning (the image stays held). */
+            attempt_failed(vd, r, c, status);
         } else {
             const struct vf_vd_class *cls = vf_vd_class_find(&vd->set, string(status,
                                                                         "storageClassName"));
             if (!cls) {
                 snprintf(msg, sizeof msg, "storage class \"%s\" is no longer configured",
                          string(status, "storageClassName"));
-                set_phase(status, "Pending", "StorageClassNotFound", msg);
+                fail(vd, r, status, c->generation, "StorageClassNotFound", msg);
             } else {
                 /* The durable record first: a restart finds the volume by it. */
                 target_set(status, j->chosen, cls, j->volume, NULL);
@@ -377,13 +451,9 @@ static void job_done(void *opaque)
             r->kick = true;
         }
     } else if (j->op == VF_VD_CREATE || j->op == VF_VD_RESIZE) {
-        if (j->op == VF_VD_CREATE)
-            source_drop(r);
         if (j->rc < 0) {
             if (j->op == VF_VD_CREATE) {
-                set_phase(status, "Failed", j->err.reason, j->err.message);
-                vd->core->log(vd->ctx, VF_LOG_WARN, "disk \"%s\": failed: %s", c->name,
-                              j->err.message);
+                attempt_failed(vd, r, c, status);
             } else {
                 /* The volume is as it was: Ready, and the resize is tried again later. */
                 set_phase(status, "Ready", "Ready", "the disk is ready to use");
@@ -393,6 +463,10 @@ static void job_done(void *opaque)
             }
         } else {
             struct json_object *t = member(status, "target");
+            if (j->op == VF_VD_CREATE) {
+                source_drop(r);
+                json_object_object_del(status, "attempts");
+            }
             if (t)
                 vf_images_set_str(t, "path", j->path);
             vf_vd_quantity_format(j->capacity_out, cap, sizeof cap);
@@ -433,9 +507,12 @@ static void job_done(void *opaque)
         }
     }
     write_status(vd, c->name, status);
+    bool failed = str_eq(string(status, "phase"), "Failed");
     json_object_put(status);
     if (c->source[0])
         source_hold_sync(vd, c->source);
+    else if (failed && source_of(obj))   /* a Failed disk is not reconciled to the end */
+        source_hold_sync(vd, source_of(obj));
     /* The next step, now that this one is recorded. */
     reconcile_name(vd, c->name);
 out:
@@ -501,8 +578,9 @@ static void volume_name(const char *name, const char *uid, char *buf, size_t len
 
 /* The image a disk is made from: Ready, its file and its size.  Else false
  * with the condition set. */
-static bool source_ready(struct vf_vd *vd, const char *cvi, struct json_object *status,
-                         char *path, size_t path_len, char *format, uint64_t *virt)
+static bool source_ready(struct vf_vd *vd, struct vd_rec *r, const char *cvi,
+                         struct json_object *status, char *path, size_t path_len, char *format,
+                         uint64_t *virt)
 {
     struct json_object *img = NULL;
     char msg[MSG_MAX];
@@ -516,6 +594,15 @@ static bool source_ready(struct vf_vd *vd, const char *cvi, struct json_object *
     const char *p = string(member(is, "target"), "path");
     struct json_object *unpacked = member(member(is, "size"), "unpackedBytes");
     bool deleting = member(member(img, "metadata"), "deletionTimestamp") != NULL;
+    if (!deleting && str_eq(string(is, "phase"), "Failed")) {
+        /* Its import failed for good: waiting cannot help, a new image (or
+         * spec.dataSource) can (failed_start_over). */
+        snprintf(msg, sizeof msg, "ClusterVirtualImage \"%s\" is Failed: fix it (delete it and "
+                 "create it again) or name another image in spec.dataSource", cvi);
+        fail(vd, r, status, r->generation, "ImageFailed", msg);
+        json_object_put(img);
+        return false;
+    }
     if (deleting || !str_eq(string(is, "phase"), "Ready") || !p) {
         snprintf(msg, sizeof msg, "ClusterVirtualImage \"%s\" is %s: the disk waits for it to "
                  "be Ready", cvi, deleting ? "being deleted" : string(is, "phase") ?
@@ -553,7 +640,7 @@ static bool source_take(struct vf_vd *vd, struct vd_rec *r, const char *cvi,
         *virt = r->src_virt;
         return true;
     }
-    if (!source_ready(vd, cvi, status, path, sizeof path, format, virt))
+    if (!source_ready(vd, r, cvi, status, path, sizeof path, format, virt))
         return false;
     if ((r->src_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
         char msg[MSG_MAX];
@@ -573,7 +660,7 @@ static void step_choose(struct vf_vd *vd, struct vd_rec *r, const struct json_ob
                         uint64_t size)
 {
     const char *cvi = source_of(obj);
-    char format[8], msg[MSG_MAX], need[32], have[32];
+    char format[8], msg[MSG_MAX], need[32], have[32], note[32];
     uint64_t virt = 0;
     if (cvi && !source_take(vd, r, cvi, status, format, &virt)) {
         r->kick = true;
@@ -584,8 +671,7 @@ static void step_choose(struct vf_vd *vd, struct vd_rec *r, const struct json_ob
         vf_vd_quantity_format(virt, need, sizeof need);
         snprintf(msg, sizeof msg, "spec.persistentVolumeClaim.size %s is smaller than the "
                  "image (%s): make it at least that", have, need);
-        set_phase(status, "Pending", "SizeTooSmall", msg);
-        source_drop(r);
+        fail(vd, r, status, r->generation, "SizeTooSmall", msg);
         return;
     }
     struct vf_vd_volume_job *j = vf_vd_volume_job_new(VF_VD_CHOOSE);
@@ -601,9 +687,11 @@ static void step_choose(struct vf_vd *vd, struct vd_rec *r, const struct json_ob
     if (r->src_fd >= 0 && fstat(r->src_fd, &st) == 0)
         j->src_bytes = (uint64_t)st.st_blocks * 512;
     if (candidates(vd, j) == 0) {
+        /* A wait, not an attempt: nothing was tried, and a Node event ends it. */
         vf_vd_volume_job_free(j);
-        vf_images_condition_set(status, "Ready", false, "NoNodeReady",
-                                "waiting for a Ready node to create the volume on");
+        attempt_note(status, note, sizeof note);
+        snprintf(msg, sizeof msg, "waiting for a Ready node to create the volume on%s", note);
+        vf_images_condition_set(status, "Ready", false, "NoNodeReady", msg);
         if (!string(status, "phase"))
             vf_images_set_str(status, "phase", "Pending");
         r->kick = true;
@@ -615,10 +703,11 @@ static void step_choose(struct vf_vd *vd, struct vd_rec *r, const struct json_ob
             virConnectClose(j->candidates[i].conn);
         j->n_candidates = 1;
     }
+    attempt_note(status, note, sizeof note);
+    snprintf(msg, sizeof msg, "%s%s", cls->shared ? "checking the storage pool"
+                                                  : "choosing the node for the volume", note);
     if (job_submit(vd, r, j, NULL))
-        set_phase(status, "Provisioning", "ChoosingNode", cls->shared
-                                                           ? "checking the storage pool"
-                                                           : "choosing the node for the volume");
+        set_phase(status, "Provisioning", "ChoosingNode", msg);
 }
 
 /* Provisioning with its target recorded: make the volume. */
@@ -627,15 +716,18 @@ static void step_create(struct vf_vd *vd, struct vd_rec *r, const struct json_ob
 {
     const struct json_object *t = member(status, "target");
     const char *cvi = source_of(obj);
-    char format[8] = "qcow2", node[256], msg[MSG_MAX];
+    char format[8] = "qcow2", node[256], msg[MSG_MAX], note[32];
     uint64_t virt = 0;
     if (cvi && !source_take(vd, r, cvi, status, format, &virt)) {
-        /* A restarted daemon lost the file of an image deleted meanwhile. */
-        if (!str_eq(string(status, "phase"), "Provisioning"))
+        if (str_eq(string(status, "phase"), "Failed"))
             return;
+        /* A restarted daemon lost the file of an image deleted (or imported
+         * again) meanwhile: the copy cannot go on.  Made again from scratch
+         * once an image of that name is Ready (failed_start_over). */
         snprintf(msg, sizeof msg, "the file of ClusterVirtualImage \"%s\" is gone (the image "
-                 "was deleted during the copy): delete the disk and create it again", cvi);
-        set_phase(status, "Failed", "ImageLost", msg);
+                 "was deleted during the copy): the disk is made again once the image is "
+                 "Ready, or name another image in spec.dataSource", cvi);
+        fail(vd, r, status, r->generation, "ImageLost", msg);
         return;
     }
     if (volume_busy(string(t, "volume"))) {
@@ -643,9 +735,11 @@ static void step_create(struct vf_vd *vd, struct vd_rec *r, const struct json_ob
         return;
     }
     void *conn = volume_conn(vd, t, node, sizeof node);
+    attempt_note(status, note, sizeof note);
     if (!conn) {
-        snprintf(msg, sizeof msg, "waiting for node \"%s\" to be Ready to create the volume",
-                 node);
+        /* A wait, not an attempt: a partial volume there binds the disk to it. */
+        snprintf(msg, sizeof msg, "waiting for node \"%s\" to be Ready to create the volume%s",
+                 node, note);
         vf_images_condition_set(status, "Ready", false, "NodeNotReady", msg);
         r->kick = true;
         return;
@@ -677,8 +771,9 @@ static void step_create(struct vf_vd *vd, struct vd_rec *r, const struct json_ob
     j->capacity = size > virt ? size : virt;
     if (job_submit(vd, r, j, cvi)) {
         vf_images_set_str(status, "format", format);
-        set_phase(status, "Provisioning", "Provisioning", cvi ? "copying the image into the "
-                                                                "volume" : "creating the volume");
+        snprintf(msg, sizeof msg, "%s%s", cvi ? "copying the image into the volume"
+                                              : "creating the volume", note);
+        set_phase(status, "Provisioning", "Provisioning", msg);
     }
 }
 
@@ -778,6 +873,14 @@ static void step_delete(struct vf_vd *vd, struct vd_rec *r, const struct json_ob
         write_status(vd, r->name, status);
         return;
     }
+    if (vf_images_has_finalizer(obj, VF_CVI_DISK_FINALIZER)) {
+        /* An image is being copied from the volume (cvi.c holds the disk):
+         * the volume stays until the copy let go; its update brings us back. */
+        vf_images_condition_set(status, "InUse", true, "UsedByImage", "deletion waits until "
+                                "the ClusterVirtualImage being made from the disk has read it");
+        write_status(vd, r->name, status);
+        return;
+    }
     vf_images_condition_remove(status, "InUse");
     if (step_stale(vd, r, status)) {
         write_status(vd, r->name, status);
@@ -816,6 +919,74 @@ static void step_delete(struct vf_vd *vd, struct vd_rec *r, const struct json_ob
     source_hold_sync(vd, cvi);
 }
 
+/* The reason of status's Ready condition, or NULL. */
+static const char *ready_reason(const struct json_object *status)
+{
+    struct json_object *conds = member(status, "conditions");
+    size_t n = conds && json_object_is_type(conds, json_type_array)
+                   ? json_object_array_length(conds) : 0;
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *c = json_object_array_get_idx(conds, i);
+        if (str_eq(string(c, "type"), "Ready"))
+            return string(c, "reason");
+    }
+    return NULL;
+}
+
+/* A Failed disk is made again from scratch when what failed may pass now:
+ * its spec changed since (vd_kind.c lets every field of a Failed disk
+ * change), its storage class is configured now, or its source image is Ready
+ * (deleted and imported again).  True with the status reset to Pending; the
+ * volume a failed attempt may have left becomes status.staleCopy, deleted
+ * before a node is chosen (it may be in another pool or on another node). */
+static bool failed_start_over(struct vf_vd *vd, struct vd_rec *r, const struct json_object *obj,
+                              struct json_object *status)
+{
+    struct json_object *og = member(status, "observedGeneration"), *img = NULL;
+    const char *reason = ready_reason(status), *why = NULL;
+    const struct vf_vd_class *cls;
+    char msg[MSG_MAX];
+    if (r->job)
+        return false;
+    if (!og || json_object_get_int64(og) != r->generation) {
+        why = "its spec changed";
+    } else if (str_eq(reason, "StorageClassNotFound")) {
+        const char *requested =
+            string(member(member(obj, "spec"), "persistentVolumeClaim"), "storageClassName");
+        if (vf_vd_class_resolve(&vd->set, requested, &cls, msg, sizeof msg) == 0)
+            why = "its storage class is configured now";
+    } else if ((str_eq(reason, "ImageFailed") || str_eq(reason, "ImageLost")) &&
+               source_of(obj) &&
+               vd->core->object_get(vd->ctx, VF_CVI_KIND, source_of(obj), &img) == 0) {
+        if (str_eq(string(member(img, "status"), "phase"), "Ready") &&
+            !member(member(img, "metadata"), "deletionTimestamp"))
+            why = "its image is Ready now";
+        json_object_put(img);
+    }
+    if (!why)
+        return false;
+    struct json_object *t = member(status, "target");
+    if (t && string(t, "node") && string(t, "pool") && string(t, "volume") &&
+        !member(status, "staleCopy")) {
+        struct json_object *sc = json_object_new_object();
+        vf_images_set_str(sc, "node", string(t, "node"));
+        vf_images_set_str(sc, "pool", string(t, "pool"));
+        vf_images_set_str(sc, "volume", string(t, "volume"));
+        json_object_object_add(status, "staleCopy", sc);
+    }
+    static const char *const made[] = {"target", "storageClassName", "format", "capacity",
+                                       "progress", "attempts"};
+    for (size_t i = 0; i < sizeof made / sizeof made[0]; i++)
+        json_object_object_del(status, made[i]);
+    snprintf(msg, sizeof msg, "the disk was Failed and is made again: %s", why);
+    set_phase(status, "Pending", "Pending", msg);
+    r->not_before = 0;
+    source_drop(r);
+    vd->core->log(vd->ctx, VF_LOG_INFO, "disk \"%s\": was Failed; %s: made again from scratch",
+                  r->name, why);
+    return true;
+}
+
 static void reconcile(struct vf_vd *vd, const struct json_object *obj)
 {
     const struct json_object *meta = member(obj, "metadata");
@@ -850,10 +1021,15 @@ static void reconcile(struct vf_vd *vd, const struct json_object *obj)
         json_object_put(status);
         return;
     }
-    json_object_object_add(status, "observedGeneration",
-                           json_object_new_int64(vf_images_generation(obj)));
+    r->generation = vf_images_generation(obj);
+    if (str_eq(string(status, "phase"), "Failed") && !failed_start_over(vd, r, obj, status)) {
+        write_status(vd, name, status);
+        json_object_put(status);
+        return;
+    }
+    json_object_object_add(status, "observedGeneration", json_object_new_int64(r->generation));
     const char *phase = string(status, "phase");
-    if (r->job || str_eq(phase, "Failed") || r->not_before > mono_s()) {
+    if (r->job || r->not_before > mono_s()) {
         if (r->not_before > mono_s())
             r->kick = true;
         write_status(vd, name, status);
@@ -867,10 +1043,17 @@ static void reconcile(struct vf_vd *vd, const struct json_object *obj)
     const struct json_object *t = member(status, "target");
     if (!t || !string(t, "node")) {
         const struct vf_vd_class *cls;
+        const struct json_object *sc = member(status, "staleCopy");
         const char *requested =
             string(member(member(obj, "spec"), "persistentVolumeClaim"), "storageClassName");
-        if (vf_vd_class_resolve(&vd->set, requested, &cls, msg, sizeof msg) < 0) {
-            set_phase(status, "Pending", "StorageClassNotFound", msg);
+        if (sc && step_stale(vd, r, status)) {
+            /* A disk made again: the volume its failed attempt left goes first. */
+            snprintf(msg, sizeof msg, "deleting volume \"%s\" that a failed attempt left on "
+                     "node \"%s\" before the disk is made again", string(sc, "volume"),
+                     string(sc, "node"));
+            vf_images_condition_set(status, "Ready", false, "Pending", msg);
+        } else if (vf_vd_class_resolve(&vd->set, requested, &cls, msg, sizeof msg) < 0) {
+            fail(vd, r, status, r->generation, "StorageClassNotFound", msg);
         } else {
             vf_images_set_str(status, "storageClassName", cls->name);
             if (!phase)

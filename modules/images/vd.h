@@ -67,4 +67,16 @@ int vf_vd_validate(struct vf_module_ctx *ctx, const struct json_object *old,
 int vf_vd_quantity(const struct json_object *v, uint64_t *bytes);
 /* Bytes as the shortest exact quantity: "10Gi", "1536Mi", "4097". */
 void vf_vd_quantity_format(uint64_t bytes, char *buf, size_t len);
+
+/* ---- vd_retry.c ---- */
+
+/* Whether a failed volume job (its rc, and the libvirt error code of the
+ * failure or 0) may succeed when tried again unchanged. */
+bool vf_vd_failure_transient(int rc, int lv_code);
+/* Seconds to wait after failed attempt `attempt` (1, 2, ...): 5 s doubling
+ * to 5 min, less up to a fifth chosen by `seed` (the disk's uid). */
+unsigned vf_vd_retry_delay(unsigned attempt, const char *seed);
+/* "attempt 3 failed: WHAT; next attempt in 20s" (or "in 4m40s", "in 5m"). */
+void vf_vd_retry_message(unsigned attempt, const char *what, unsigned delay_s, char *buf,
+                         size_t len);
 #endif

@@ -313,6 +313,12 @@ int vf_vd_validate(struct vf_module_ctx *ctx, const struct json_object *old,
     }
     if (!old)
         return 0;
+    /* A Failed disk is made again from scratch with its new spec (vd.c), and
+     * whatever a failed attempt left is deleted first: nothing made from the
+     * old spec has to stay, so every field may change (a source that exists,
+     * a class that is configured, a size that holds the image). */
+    if (str_eq(string(member(old, "status"), "phase"), "Failed"))
+        return 0;
     /* What the volume was made from and where stays; only the size may grow. */
     const struct json_object *ospec = member(old, "spec");
     if (!json_object_equal(member(ospec, "dataSource"), (struct json_object *)ds))

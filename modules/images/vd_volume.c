@@ -26,6 +26,7 @@ struct vf_vd_volume_job *vf_vd_volume_job_new(enum vf_vd_op op)
         return NULL;
     j->op = op;
     j->src_fd = -1;
+    j->dst_fd = -1;
     atomic_init(&j->cancel, false);
     atomic_init(&j->done_bytes, 0);
     atomic_init(&j->total_bytes, 0);
@@ -106,6 +107,7 @@ int vf_vd_file_section(int fd, uint64_t offset, uint64_t size, bool *in_data, ui
 static int lv_fail(struct vf_vd_volume_job *j, int status, const char *reason, const char *what)
 {
     const char *msg = virGetLastErrorMessage();
+    j->lv_code = virGetLastErrorCode();   /* tells a final failure from a passing one */
     return vf_error_set(&j->err, -EIO, status, reason, "", "node \"%s\": %s: %s", j->node, what,
                         msg ? msg : "unknown libvirt error");
 }
@@ -196,6 +198,9 @@ static int run_choose(struct vf_vd_volume_job *j)
     }
     if (j->chosen[0])
         return 0;
+    /* Each node's own failure is in the message; together they say "none
+     * now", which a node that comes back or gets room changes. */
+    j->lv_code = 0;
     if (j->n_candidates == 0)
         return vf_error_set(&j->err, -ENOENT, 409, "NoNode", "", "no Ready node to create the "
                             "volume on");
@@ -303,6 +308,8 @@ static int run_create(struct vf_vd_volume_job *j)
         rc = -EIO;
         goto out;
     }
+    /* From here until a volume is made, a failure leaves none behind. */
+    j->no_volume = true;
     bool copy = j->src_fd >= 0;
     rc = vf_vd_volume_xml(j->volume, copy ? "raw" : j->format,
                           copy ? j->src_bytes : j->capacity, &xml, &j->err);
@@ -312,9 +319,11 @@ static int run_create(struct vf_vd_volume_job *j)
         rc = lv_fail(j, 500, "VolumeError", "creating the volume");
         goto out;
     }
+    j->no_volume = false;
     if (copy) {
         if ((rc = upload(j, vol)) < 0) {
-            virStorageVolDelete(vol, 0);
+            /* A dropped connection cannot delete it: the next attempt will. */
+            j->no_volume = virStorageVolDelete(vol, 0) == 0;
             goto out;
         }
         /* libvirt reads the format from the file now (a copied qcow2). */
@@ -322,6 +331,7 @@ static int run_create(struct vf_vd_volume_job *j)
             virResetLastError();
         virStorageVolFree(vol);
         if (!(vol = vol_open(j, pool, &missing))) {
+            j->no_volume = missing;
             rc = missing ? vf_error_set(&j->err, -ENOENT, 500, "VolumeError", "",
                                         "node \"%s\": volume \"%s\" vanished after the copy",
                                         j->node, j->volume) : -EIO;
@@ -333,7 +343,7 @@ static int run_create(struct vf_vd_volume_job *j)
     if (j->capacity > j->capacity_out) {
         if (virStorageVolResize(vol, j->capacity, 0) < 0) {
             rc = lv_fail(j, 500, "ResizeFailed", "growing the volume to its size");
-            virStorageVolDelete(vol, 0);
+            j->no_volume = virStorageVolDelete(vol, 0) == 0;
             goto out;
         }
         rc = vol_result(j, vol);
@@ -403,6 +413,112 @@ static int run_delete(struct vf_vd_volume_job *j)
     return rc;
 }
 
+/* ---- DOWNLOAD ------------------------------------------------------------------ */
+
+struct receiver {
+    struct vf_vd_volume_job *j;
+    uint64_t offset, data;
+    bool too_large;
+};
+
+static int recv_data(virStreamPtr st, const char *buf, size_t nbytes, void *opaque)
+{
+    struct receiver *r = opaque;
+    (void)st;
+    if (atomic_load(&r->j->cancel))
+        return -1;
+    if (nbytes > r->j->max_bytes - r->data) {
+        r->too_large = true;
+        return -1;
+    }
+    for (size_t done = 0; done < nbytes;) {
+        ssize_t n = pwrite(r->j->dst_fd, buf + done, nbytes - done, (off_t)(r->offset + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        done += (size_t)n;
+    }
+    r->offset += nbytes;
+    r->data += nbytes;
+    atomic_store(&r->j->done_bytes, r->offset);
+    return (int)nbytes;
+}
+
+/* A hole: skipped, so the file has one there too (it started empty). */
+static int recv_hole(virStreamPtr st, long long length, void *opaque)
+{
+    struct receiver *r = opaque;
+    (void)st;
+    if (atomic_load(&r->j->cancel) || length < 0)
+        return -1;
+    r->offset += (uint64_t)length;
+    atomic_store(&r->j->done_bytes, r->offset);
+    return 0;
+}
+
+static int run_download(struct vf_vd_volume_job *j)
+{
+    virStoragePoolPtr pool = pool_open(j, j->conn);
+    virStreamPtr st = NULL;
+    bool missing;
+    int rc = 0;
+    if (!pool)
+        return -EIO;
+    virStorageVolPtr vol = vol_open(j, pool, &missing);
+    if (!vol) {
+        virStoragePoolFree(pool);
+        return missing ? vf_error_set(&j->err, -ENOENT, 404, "VolumeNotFound", "",
+                                      "node \"%s\": volume \"%s\" is not in pool \"%s\"",
+                                      j->node, j->volume, j->pool) : -EIO;
+    }
+    /* The file's own length (a qcow2's, not the disk it holds): the total. */
+    virStorageVolInfo info;
+    if (virStorageVolGetInfoFlags(vol, &info, VIR_STORAGE_VOL_GET_PHYSICAL) == 0)
+        atomic_store(&j->total_bytes, info.allocation);
+    else
+        virResetLastError();
+    struct receiver r = {.j = j};
+    if (ftruncate(j->dst_fd, 0) < 0) {
+        rc = vf_error_set(&j->err, -errno, 500, "IOError", "", "emptying the download file: %s",
+                          strerror(errno));
+        goto out;
+    }
+    if (!(st = virStreamNew(j->conn, 0))) {
+        rc = lv_fail(j, 500, "DownloadFailed", "stream");
+        goto out;
+    }
+    if (virStorageVolDownload(vol, st, 0, 0, VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM) < 0) {
+        rc = lv_fail(j, 500, "DownloadFailed", "reading the volume");
+        goto out;
+    }
+    if (virStreamSparseRecvAll(st, recv_data, recv_hole, &r) < 0) {
+        if (atomic_load(&j->cancel))
+            rc = vf_error_set(&j->err, -ECANCELED, 409, "Canceled", "", "the copy was canceled");
+        else if (r.too_large)
+            rc = vf_error_set(&j->err, -EFBIG, 413, "TooLarge", "", "node \"%s\": volume \"%s\" "
+                              "holds more than %" PRIu64 " bytes of data, the room left in the "
+                              "image store", j->node, j->volume, j->max_bytes);
+        else
+            rc = lv_fail(j, 500, "DownloadFailed", "reading the volume");
+        virStreamAbort(st);
+    } else if (virStreamFinish(st) < 0) {
+        rc = lv_fail(j, 500, "DownloadFailed", "finishing the read");
+    } else if (ftruncate(j->dst_fd, (off_t)r.offset) < 0) {
+        /* A hole at the end is only a length. */
+        rc = vf_error_set(&j->err, -errno, 500, "IOError", "", "sizing the download file: %s",
+                          strerror(errno));
+    }
+    if (rc == 0)
+        atomic_store(&j->total_bytes, r.offset);
+out:
+    if (st)
+        virStreamFree(st);
+    virStorageVolFree(vol);
+    virStoragePoolFree(pool);
+    return rc;
+}
+
 void vf_vd_volume_run(struct vf_vd_volume_job *j)
 {
     switch (j->op) {
@@ -410,6 +526,7 @@ void vf_vd_volume_run(struct vf_vd_volume_job *j)
     case VF_VD_CREATE: j->rc = run_create(j); break;
     case VF_VD_RESIZE: j->rc = run_resize(j); break;
     case VF_VD_DELETE: j->rc = run_delete(j); break;
+    case VF_VD_DOWNLOAD: j->rc = run_download(j); break;
     }
     if (j->rc < 0 && !j->err.message[0])
         vf_error_set(&j->err, j->rc, 500, "InternalError", "", "node \"%s\": %s", j->node,

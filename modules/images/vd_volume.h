@@ -11,7 +11,10 @@
  *           left by an interrupted copy is deleted first
  *   RESIZE  grow the volume to `capacity`; when a running domain uses it,
  *           through that domain (virDomainBlockResize) so QEMU sees it
- *   DELETE  the volume (gone already is success) */
+ *   DELETE  the volume (gone already is success)
+ *   DOWNLOAD the volume's bytes into a local file with virStorageVolDownload
+ *           as a sparse stream (holes stay holes), at most `max_bytes` of data:
+ *           an image made from the disk (cvi_import.c) */
 #ifndef VF_IMAGES_VD_VOLUME_H
 #define VF_IMAGES_VD_VOLUME_H
 #include <stdatomic.h>
@@ -20,7 +23,7 @@
 #include <stdint.h>
 #include <virtfleet/module.h>
 
-enum vf_vd_op { VF_VD_CHOOSE, VF_VD_CREATE, VF_VD_RESIZE, VF_VD_DELETE };
+enum vf_vd_op { VF_VD_CHOOSE, VF_VD_CREATE, VF_VD_RESIZE, VF_VD_DELETE, VF_VD_DOWNLOAD };
 
 #define VF_VD_MAX_CANDIDATES 64
 
@@ -43,6 +46,8 @@ struct vf_vd_volume_job {
     void *dom_conn;             /* its node's virConnectPtr (a reference the job owns) */
     struct vf_vd_candidate candidates[VF_VD_MAX_CANDIDATES];   /* CHOOSE */
     size_t n_candidates;
+    int dst_fd;                 /* DOWNLOAD: an empty file for the volume's bytes (borrowed) */
+    uint64_t max_bytes;         /* DOWNLOAD: at most this much data (holes take none) */
 
     atomic_bool cancel;
     _Atomic uint64_t done_bytes, total_bytes;
@@ -50,12 +55,15 @@ struct vf_vd_volume_job {
     /* Result. */
     int rc;
     struct vf_error err;
+    int lv_code;                /* the libvirt error code of the failure, 0: not libvirt's */
+    bool no_volume;             /* CREATE failed and the node was seen to hold no volume of
+                                 * that name afterwards (else a partial one may be left) */
     char chosen[256];           /* CHOOSE */
     char path[4096];            /* CREATE/RESIZE: the volume's path on its node */
     uint64_t capacity_out;      /* CREATE/RESIZE: the volume's capacity afterwards */
 };
 
-/* A job with src_fd -1 and nothing referenced; NULL without memory. */
+/* A job with src_fd and dst_fd -1 and nothing referenced; NULL without memory. */
 struct vf_vd_volume_job *vf_vd_volume_job_new(enum vf_vd_op op);
 /* Drops the connection references and closes src_fd. */
 void vf_vd_volume_job_free(struct vf_vd_volume_job *j);

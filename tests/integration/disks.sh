@@ -7,13 +7,19 @@
 # holes stayed holes; a disk from a qcow2 image is a qcow2 volume grown to its
 # size; a blank disk is a qcow2 volume of its size, grows when its spec does
 # (through QEMU while its VM runs) and refuses to shrink; a shared-pool disk is
-# seen by both nodes; a disk from a missing image waits and says so; a VM
-# using a local disk runs on the disk's node with the disk in its domain, is
-# marked as needing block migration, and a second VM naming the same disk
-# waits; an ISO image is a read-only CD-ROM, a disk image is refused; a disk
-# named by a VM waits for it before its volume is deleted; an image a disk is
-# being copied from stays Terminating until the copy ends (libvirtd held with
-# SIGSTOP), and the copy is whole.  Never skipped: a missing tool is a failure.
+# seen by both nodes; a disk from a missing image waits and says so; a disk
+# whose size is below its image's, or whose storage class does not exist, is
+# Failed at once (no retries) and is made from scratch once its spec is
+# corrected; a disk created while pool "local" is inactive on both nodes
+# (virsh pool-destroy) stays Provisioning with a Retrying condition counting
+# the attempts, and once the pools are started again the same disk is Ready
+# with the image's bytes; a VM using a local disk runs on the disk's node with
+# the disk in its domain, is marked as needing block migration, and a second
+# VM naming the same disk waits; an ISO image is a read-only CD-ROM, a disk
+# image is refused; a disk named by a VM waits for it before its volume is
+# deleted; an image a disk is being copied from stays Terminating until the
+# copy ends (libvirtd held with SIGSTOP), and the copy is whole.  Never
+# skipped: a missing tool is a failure.
 . "$(dirname "$0")/lib.sh"
 CLUSTER="$top_srcdir/tests/lib/cluster.sh"
 FIXTURE="$top_builddir/tests/lib/http_fixture"
@@ -223,6 +229,62 @@ check "it waits in Pending: $msg" \
 out=$(printf 'apiVersion: virtfleet.io/v1alpha2\nkind: VirtualDisk\nmetadata:\n  name: nosize\nspec: {}\n' |
     vf apply -f - 2>&1)
 check "a blank disk without a size is refused: $out" sh -c 'echo "$1" | grep -q "required for a blank disk"' _ "$out"
+
+# ---- failures: final ones wait for a new spec, passing ones are retried ----------------
+# ready_cond NAME FIELD: a field of disk NAME's Ready condition (jsonpath has no filters).
+ready_cond() {
+    for i in 0 1 2 3; do
+        [ "$(field vd "$1" ".status.conditions[$i].type")" = Ready ] || continue
+        field vd "$1" ".status.conditions[$i].$2"
+        return
+    done
+}
+failed_with() { phase_is vd "$1" Failed && [ "$(ready_cond "$1" reason)" = "$2" ]; }
+check "a 4Mi disk from the 8 MiB image is accepted" quiet vd small 4Mi img
+wait_for 20 failed_with small SizeTooSmall
+msg=$(ready_cond small message)
+check "it is Failed (SizeTooSmall), not retried: $msg" \
+    sh -c 'echo "$1" | grep -q "4Mi is smaller than the image (8Mi)" && [ -z "$2" ]' _ "$msg" \
+    "$(field vd small .status.attempts)"
+check "growing it to 8Mi is accepted" quiet vd small 8Mi img
+wait_for "$WAIT" phase_is vd small Ready || logs
+check "the new spec is made from scratch: Ready" phase_is vd small Ready
+virsh -q -c "$(node_uri "$(field vd small .status.target.node)")" vol-download --pool local \
+    "$(field vd small .status.target.volume)" "$T/small.out" >/dev/null 2>&1
+check "... with the image's bytes (cmp)" cmp -s "$W/disk.raw" "$T/small.out"
+check "a disk of a storage class that does not exist is accepted" quiet vd nocls 16Mi "" nosuch
+wait_for 20 failed_with nocls StorageClassNotFound
+check "it is Failed: $(ready_cond nocls message)" failed_with nocls StorageClassNotFound
+check "a Failed disk may change its storage class" quiet vd nocls 16Mi "" local
+wait_for "$WAIT" phase_is vd nocls Ready || logs
+check "... and is then made: Ready in class local" \
+    test "$(field vd nocls .status.phase)/$(field vd nocls .status.storageClassName)" = Ready/local
+
+# Both nodes' pool "local" inactive: no node can take the copy now, which passes.
+for u in "$U1" "$U2"; do virsh -q -c "$u" pool-destroy local >>"$T/pool.log" 2>&1; done
+check "a disk from img is accepted while pool \"local\" is inactive on both nodes" quiet vd retry - img
+RETRY_UID=$(field vd retry .metadata.uid)
+retrying() {
+    [ "$(ready_cond retry reason)" = Retrying ] && phase_is vd retry Provisioning &&
+        [ "$(field vd retry .status.attempts)" -ge "$1" ] 2>/dev/null
+}
+wait_for "$WAIT" retrying 2 || logs
+msg=$(ready_cond retry message)
+diag "retry: $msg"
+check "it stays Provisioning, reason Retrying, a second attempt after the first failed" retrying 2
+check "the message says what failed, the attempt and when the next one is" \
+    sh -c 'echo "$1" | grep -Eq "^attempt [0-9]+ failed: .*node \"node-1\": storage pool \"local\" is not active.*; next attempt in [0-9]+s$"' _ "$msg"
+for u in "$U1" "$U2"; do virsh -q -c "$u" pool-start local >>"$T/pool.log" 2>&1; done
+wait_for "$WAIT" phase_is vd retry Ready || logs
+check "once the pools are active again the same disk is Ready (not made anew)" \
+    test "$(field vd retry .status.phase)/$(field vd retry .metadata.uid)" = "Ready/$RETRY_UID"
+check "... its attempts are cleared and its condition Ready" \
+    test "$(field vd retry .status.attempts)/$(ready_cond retry status)" = /True
+R_NODE=$(field vd retry .status.target.node)
+virsh -q -c "$(node_uri "$R_NODE")" vol-download --pool local "$(field vd retry .status.target.volume)" \
+    "$T/retry.out" >/dev/null 2>&1
+check "its volume holds the image's bytes (cmp)" cmp -s "$W/disk.raw" "$T/retry.out"
+for d in small nocls retry; do vf delete vd "$d" >/dev/null 2>&1; done
 
 # ---- VMs ---------------------------------------------------------------------------
 # vm NAME DISK...: a VM of the disk-less test guest with those disks attached.

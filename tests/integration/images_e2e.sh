@@ -300,6 +300,33 @@ check "ContainerImage: qcow2 with the disk file's sha256" \
     [ "$(field ubuntu-2204 .status.format) $(field ubuntu-2204 .status.checksums.sha256)" = "qcow2 $(sha "$W/disk.qcow2")" ]
 check "ContainerImage: the status names the file taken from /disk/" [ "$(field ubuntu-2204 .status.source.file)" = disk.qcow2 ]
 
+# An xz disk file in the layer: decoded while the layer streams in.  And a
+# copy of it whose layer blob is changed in the registry's storage: the
+# digest fails at the layer's end, after the disk file was written.
+registry_cvi() { # NAME IMAGE
+    printf 'apiVersion: virtualization.deckhouse.io/v1alpha2\nkind: ClusterVirtualImage\nmetadata:\n  name: %s\nspec:\n  dataSource:\n    type: ContainerImage\n    containerImage:\n      image: %s\n' "$1" "$2" |
+        vf apply -f - >/dev/null
+}
+cp "$W/disk.raw.xz" "$W/corrupt.raw.xz"
+{ sh "$OCI" make_disk_image "$T/oci" "$W/disk.raw.xz" xz && sh "$OCI" make_disk_image "$T/oci3" "$W/corrupt.raw.xz" c1 &&
+  skopeo copy -q --dest-tls-verify=false "oci:$T/oci:xz" "docker://$REG/images/disk:xz" &&
+  skopeo copy -q --dest-tls-verify=false "oci:$T/oci3:c1" "docker://$REG/images/corrupt:c1" &&
+  h=$(ls -S "$T/oci3/blobs/sha256" | head -n1) &&
+  printf ZZZZ | dd of="$T/registry/storage/docker/registry/v2/blobs/sha256/$(echo "$h" | cut -c1-2)/$h/data" \
+      bs=1 seek=300000 conv=notrunc 2>/dev/null; } >/dev/null 2>"$T/oci.err" || diag "$(cat "$T/oci.err")"
+registry_cvi reg-xz "$REG/images/disk:xz"
+check "ContainerImage, xz disk file: Ready" [ "$(wait_final reg-xz)" = Ready ]
+check "ContainerImage, xz disk file: stored raw, the unpacked image, the xz file's sha256" \
+    sh -c "[ '$(field reg-xz .status.format) $(field reg-xz .status.source.compression)' = 'raw xz' ] &&
+           [ '$(field reg-xz .status.checksums.sha256)' = '$(sha "$W/disk.raw.xz")' ] &&
+           cmp -s '$(field reg-xz .status.target.path)' '$W/disk.raw'"
+registry_cvi reg-corrupt "$REG/images/corrupt:c1"
+RC_UID=$(uid_of reg-corrupt)
+check "ContainerImage, a layer changed in the registry: Failed" [ "$(wait_final reg-corrupt)" = Failed ]
+diag "corrupt layer: $(reason reg-corrupt): $(message reg-corrupt)"
+check "ContainerImage, a layer changed in the registry: reason ChecksumMismatch" [ "$(reason reg-corrupt)" = ChecksumMismatch ]
+check "ContainerImage, a layer changed in the registry: no files left" no_files_of "$RC_UID"
+
 # A single manifest (no index) built for another platform: refused before any layer.
 sh "$OCI" make_disk_image "$T/oci" "$W/disk.raw" arm arm64 >/dev/null 2>"$T/oci.err" &&
 skopeo copy -q --dest-tls-verify=false "oci:$T/oci:arm" "docker://$REG/images/disk:arm" 2>>"$T/oci.err" ||

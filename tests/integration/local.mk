@@ -7,7 +7,8 @@ INTEGRATION_TESTS = \
 	tests/integration/nodes_smoke.sh \
 	tests/integration/vm_lifecycle.sh \
 	tests/integration/images_e2e.sh \
-	tests/integration/disks.sh
+	tests/integration/disks.sh \
+	tests/integration/image_from_disk.sh
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/out_of_tree_module.sh \
 	tests/integration/outoftree/hello.c tests/lib/cluster.sh tests/lib/guest

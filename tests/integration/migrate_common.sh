@@ -64,6 +64,17 @@ mig_setup() {
     ok "$1 nodes ($(cat "$CL/domain-type")), the daemon with the migrate module { $2 }"
 }
 node_uri() { awk -v n="$1" '$1 == n { print $2 }' "$T/nodes"; }
+# local_pools DIR: a directory pool "local" at DIR on each node; pool-build
+# makes the directory inside the node's own mount namespace, so the same path
+# is different storage on each node (what two machines with local disks are).
+local_pools() {
+    for n in $NODES; do
+        virsh -q -c "$(node_uri "$n")" pool-define-as local dir --target "$1" >>"$T/pool.log" 2>&1 &&
+            virsh -q -c "$(node_uri "$n")" pool-build local >>"$T/pool.log" 2>&1 &&
+            virsh -q -c "$(node_uri "$n")" pool-start local >>"$T/pool.log" 2>&1 ||
+            { diag "$(cat "$T/pool.log")"; return 1; }
+    done
+}
 nodes_ready() {
     [ "$(vf get nodes -o name 2>/dev/null | wc -l)" -eq "$(echo $NODES | wc -w)" ] &&
         ! vf get nodes 2>/dev/null | awk 'NR > 1 && $2 != "Ready" { bad = 1 } END { exit !bad }'

@@ -26,13 +26,7 @@ POOL_DIR=/var/lib/libvirt/images
 # The pools and the image server, once the nodes are up.
 mig_before_start() {
     ln -s "$IMAGES" "$T/modules/images.so"
-    for n in $NODES; do
-        # pool-build makes the directory inside the node's own namespace.
-        virsh -q -c "$(node_uri "$n")" pool-define-as local dir --target "$POOL_DIR" >>"$T/pool.log" 2>&1 &&
-            virsh -q -c "$(node_uri "$n")" pool-build local >>"$T/pool.log" 2>&1 &&
-            virsh -q -c "$(node_uri "$n")" pool-start local >>"$T/pool.log" 2>&1 ||
-            { diag "$(cat "$T/pool.log")"; return 1; }
-    done
+    local_pools "$POOL_DIR" || return 1
     mkdir -p "$T/www"
     # 8 MiB, mostly holes: 1 MiB of random data at 2 MiB and a word at 7 MiB.
     truncate -s 8M "$T/www/disk.raw"

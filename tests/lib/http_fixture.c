@@ -34,6 +34,12 @@
  *                               `WWW-Authenticate: Bearer realm=".../token",
  *                               service="http_fixture",scope="repository:R:pull"`
  *                               until a token from /token is presented
+ *   /v2/fault/KIND-N[-norange]/R/...  the registry's repository R, whose
+ *                               blobs misbehave: KIND "cut": the first
+ *                               request for each blob gets N bytes, then the
+ *                               connection is closed; "stall": N bytes, then
+ *                               not a byte more.  -norange: Range is ignored
+ *                               for them (always 200 and the whole blob)
  *   /token                      issues a token; with --token-auth USER:PASS
  *                               only to basic auth USER:PASS, else to anyone
  *
@@ -156,6 +162,7 @@ struct body {
     uint64_t sent;
     unsigned bps;           /* 0: as fast as possible */
     bool stall;             /* send nothing at all */
+    uint64_t stall_at;      /* ... once this many bytes went; UINT64_MAX: never */
 };
 
 static ssize_t body_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -173,7 +180,9 @@ static ssize_t body_read(void *cls, uint64_t pos, char *buf, size_t max)
         n = (size_t)b->left;
     if (b->cut != UINT64_MAX && n > b->cut - b->sent)
         n = (size_t)(b->cut - b->sent);
-    if (b->stall) {
+    if (b->stall_at != UINT64_MAX && n > b->stall_at - b->sent)
+        n = (size_t)(b->stall_at - b->sent);
+    if (b->stall || n == 0) {
         struct timespec ts = { 0, 100 * 1000 * 1000 };
         nanosleep(&ts, NULL);
         return 0;   /* nothing yet: MHD asks again */
@@ -239,6 +248,7 @@ struct serve_opts {
     uint64_t cut;       /* UINT64_MAX: none */
     unsigned bps;
     bool stall;
+    uint64_t stall_at;  /* 0: never (UINT64_MAX in struct body) */
     const char *content_type;
     const char *digest; /* Docker-Content-Digest, or NULL */
 };
@@ -285,6 +295,7 @@ static MHD_RESULT serve_file(struct MHD_Connection *c, const char *rel, const st
     b->cut = ranged ? UINT64_MAX : o->cut;
     b->bps = o->bps;
     b->stall = o->stall;
+    b->stall_at = o->stall_at ? o->stall_at : UINT64_MAX;
     struct MHD_Response *r = MHD_create_response_from_callback(
         o->chunked ? MHD_SIZE_UNKNOWN : b->left, 64 * 1024, body_read, b, body_free);
     if (!r) {
@@ -409,6 +420,19 @@ static MHD_RESULT registry(struct MHD_Connection *c, const char *url)
     const char *m = strstr(rest, "/manifests/"), *b = strstr(rest, "/blobs/");
     const char *cut = m && (!b || m < b) ? m : b;
     snprintf(repo, sizeof repo, "%.*s", cut ? (int)(cut - rest) : 0, rest);
+    /* fault/KIND-N[-norange]/R: R's blobs misbehave (see the top). */
+    char fault[32] = "";
+    unsigned long long fault_n = 0;
+    bool fault_norange = false;
+    if (strncmp(repo, "fault/", 6) == 0) {
+        char *slash = strchr(repo + 6, '/'), *dash = strchr(repo + 6, '-');
+        if (!slash || !dash || dash > slash)
+            return not_found(c);
+        snprintf(fault, sizeof fault, "%.*s", (int)(dash - repo - 6), repo + 6);
+        fault_n = strtoull(dash + 1, NULL, 10);
+        fault_norange = slash - dash >= 8 && strncmp(slash - 8, "-norange", 8) == 0;
+        memmove(repo, slash + 1, strlen(slash + 1) + 1);
+    }
     snprintf(want, sizeof want, "Bearer %s", token);
     if (!auth || strcmp(auth, want) != 0)
         return registry_challenge(c, cut ? repo : NULL);
@@ -438,6 +462,17 @@ static MHD_RESULT registry(struct MHD_Connection *c, const char *url)
     if (strcmp(kind, "manifests") == 0)
         o.content_type = mt;
     o.digest = digest;
+    if (fault[0] && strcmp(kind, "blobs") == 0) {
+        o.ranges = !fault_norange;
+        if (flaky_hit(url) == 1) {   /* the first request for this blob */
+            if (strcmp(fault, "cut") == 0)
+                o.cut = fault_n;
+            else if (fault_n)
+                o.stall_at = fault_n;
+            else
+                o.stall = true;
+        }
+    }
     return serve_file(c, rel, &o);
 }
 

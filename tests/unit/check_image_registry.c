@@ -2,13 +2,17 @@
 /* The container registry fetcher (modules/images/import/registry.c) against a
  * real registry on loopback (docker-registry, images pushed with skopeo from
  * OCI layouts made by tests/lib/oci_image.sh) and against http_fixture's
- * token-protected /v2/ for the bearer flow, hostile layers and layers with
- * OCI whiteouts crafted here; plus the protocol parsers on their own. */
+ * token-protected /v2/ for the bearer flow, hostile layers, layers with OCI
+ * whiteouts crafted here, blobs that break off, stall or are corrupt while
+ * they stream; plus the protocol parsers on their own. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <archive.h>
+#include <archive_entry.h>
 #include "testlib.h"
 #include "fetchtest.h"
 #include "modules/images/import/fetch_internal.h"
@@ -17,7 +21,10 @@ static char *dir;
 static char reg_addr[64];        /* docker-registry's host:port */
 static char v1_digest[80];
 static struct fixture fx;        /* /v2/ behind tokens for user:pw */
-static char amd_sha[65], arm_sha[65];
+static char amd_sha[65], arm_sha[65], big_sha[65], late_sha[65];
+static char late_layer[65];      /* the blob of big:late's layer */
+
+#define BIG_BYTES (2u << 20)     /* big.raw: a disk file that takes many reads to stream */
 
 static const char *path_of(const char *name)
 {
@@ -67,6 +74,7 @@ START_TEST(pull_by_tag_oci)
     ck_assert_int_eq(vf_fetch_registry_run(&req, &c, fd, &res, name, sizeof name, &err), -EFBIG);
     ck_assert_str_eq(err.reason, "TooLarge");
     ck_assert_msg(strstr(err.message, "amd64.raw") && strstr(err.message, "299999"), "%s", err.message);
+    ck_assert_uint_eq(fd_size(fd), 0);   /* what came before the limit is gone */
     /* A second pull into the same fd replaces what is there. */
     ck_assert_msg(pull(on_registry("disk:v1"), NULL, NULL, NULL, fd, &res, name, &err) == 0, "%s", err.message);
     ck_assert_uint_eq(fd_size(fd), 300000);
@@ -255,7 +263,7 @@ START_TEST(hostile_layers)
     refused("chardev", "is a device");
     refused("nested", "not directly under /disk/");
     refused("nodisk", "has no file under /disk/");
-    refused("nottar", "is not a tar or tar+gzip");
+    refused("nottar", "is not a tar (plain, gzip or zstd)");
 }
 END_TEST
 
@@ -294,6 +302,200 @@ START_TEST(whiteouts)
     /* Deleted and nothing in its place. */
     refused("wh_all", "has no file under /disk/");
     refused("wh_empty", "is a whiteout that names nothing");
+}
+END_TEST
+
+/* ---- streaming: what a pull does while it runs ----------------------- */
+
+/* Watches a pull through its progress callback: how big its output got
+ * while it ran, whether progress went back (the output was voided), and
+ * whether any file was opened meanwhile (there must be no scratch file:
+ * the layer streams from the socket into libarchive). */
+struct watch {
+    int fd;                  /* the pull's output */
+    bool had_file[1024];     /* fds open on a file before the pull */
+    uint64_t max_size, last_done;
+    unsigned calls, dips, files_opened;
+    char opened[256];        /* the first such file */
+};
+
+/* Calls fn(w, fd, target) for every fd open on a file (not a socket, pipe...). */
+static void each_file_fd(struct watch *w, void (*fn)(struct watch *, int, const char *))
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    char link[64], target[512];
+    if (!d)
+        return;
+    while ((de = readdir(d))) {
+        int n = atoi(de->d_name);
+        if (de->d_name[0] == '.' || n == dirfd(d) || n < 0 || n >= 1024)
+            continue;
+        snprintf(link, sizeof link, "/proc/self/fd/%d", n);
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        if (target[0] == '/')
+            fn(w, n, target);
+    }
+    closedir(d);
+}
+
+static void note_before(struct watch *w, int fd, const char *target)
+{
+    (void)target;
+    w->had_file[fd] = true;
+}
+
+static void note_new(struct watch *w, int fd, const char *target)
+{
+    if (w->had_file[fd])
+        return;
+    if (!w->files_opened++)
+        snprintf(w->opened, sizeof w->opened, "fd %d: %s", fd, target);
+}
+
+static void on_watch(void *opaque, uint64_t done, uint64_t total)
+{
+    struct watch *w = opaque;
+    struct stat st;
+    (void)total;
+    w->calls++;
+    if (done < w->last_done)
+        w->dips++;
+    w->last_done = done;
+    if (fstat(w->fd, &st) == 0 && (uint64_t)st.st_size > w->max_size)
+        w->max_size = (uint64_t)st.st_size;
+    each_file_fd(w, note_new);
+}
+
+/* Pulls image (from the fixture: user:pw; else anonymous) into a fresh fd
+ * (w->fd, close it) with *w watching. */
+static int watched_pull(const char *image, int stall_s, struct watch *w, struct vf_fetch_result *res,
+                        char *name, struct vf_error *err)
+{
+    struct vf_fetch_common c = common();
+    bool fixture = strncmp(image, on_fixture(""), strlen(on_fixture(""))) == 0;
+    struct vf_fetch_registry req = { .image = image, .plain_http = true, .username = fixture ? "user" : NULL,
+                                     .password = fixture ? "pw" : NULL };
+    memset(w, 0, sizeof *w);
+    memset(err, 0, sizeof *err);
+    w->fd = scratch_fd(dir);
+    each_file_fd(w, note_before);
+    c.progress = on_watch;
+    c.opaque = w;
+    if (stall_s)
+        c.stall_timeout_s = stall_s;
+    return vf_fetch_registry_run(&req, &c, w->fd, res, name, 256, err);
+}
+
+START_TEST(streamed_no_scratch)
+{
+    struct vf_fetch_result res;
+    struct vf_error err;
+    struct watch w;
+    char name[256];
+    /* One gzip layer whose disk file comes last, after 1 MiB of other files. */
+    ck_assert_msg(watched_pull(on_fixture("big:late"), 0, &w, &res, name, &err) == 0, "%s", err.message);
+    ck_assert_str_eq(name, "late.raw");
+    ck_assert_str_eq(res.sha256, late_sha);
+    ck_assert(fd_equals_file(w.fd, path_of("late.raw")));
+    ck_assert_uint_gt(w.calls, 3);
+    ck_assert_msg(w.files_opened == 0, "%u files opened during the pull, e.g. %s", w.files_opened, w.opened);
+    ck_assert_uint_eq(w.dips, 0);
+    /* The real registry's blob, and a zstd layer, likewise. */
+    close(w.fd);
+    ck_assert_msg(watched_pull(on_registry("disk:v1"), 0, &w, &res, name, &err) == 0, "%s", err.message);
+    ck_assert_str_eq(res.sha256, amd_sha);
+    ck_assert_uint_gt(w.calls, 0);
+    ck_assert_msg(w.files_opened == 0, "%u files opened during the pull, e.g. %s", w.files_opened, w.opened);
+    close(w.fd);
+    ck_assert_msg(watched_pull(on_fixture("big:zstd"), 0, &w, &res, name, &err) == 0, "%s", err.message);
+    ck_assert_str_eq(name, "big.raw");
+    ck_assert_str_eq(res.sha256, big_sha);
+    ck_assert_msg(w.files_opened == 0, "%u files opened during the pull, e.g. %s", w.files_opened, w.opened);
+    close(w.fd);
+}
+END_TEST
+
+START_TEST(streamed_digest_mismatch)
+{
+    struct vf_fetch_result res;
+    struct vf_error err;
+    struct watch w;
+    char name[256];
+    /* A plain tar layer with a byte changed in the middle of its disk file:
+     * libarchive has nothing to object to, only the digest at the end does.
+     * By then the disk file was written (the output grew); it must be gone. */
+    ck_assert_int_eq(watched_pull(on_fixture("mismatch:one"), 0, &w, &res, name, &err), -EBADMSG);
+    ck_assert_str_eq(err.reason, "ChecksumMismatch");
+    ck_assert_msg(strstr(err.message, "the manifest says"), "%s", err.message);
+    ck_assert_uint_ge(w.max_size, BIG_BYTES / 2);
+    ck_assert_uint_eq(fd_size(w.fd), 0);
+    close(w.fd);
+    /* The disk file's layer is sound; a later layer with no disk entry is
+     * corrupt.  Its bytes are not stored but still hashed: refused, and the
+     * complete, verified disk file of the first layer goes too. */
+    ck_assert_int_eq(watched_pull(on_fixture("mismatch:two"), 0, &w, &res, name, &err), -EBADMSG);
+    ck_assert_str_eq(err.reason, "ChecksumMismatch");
+    ck_assert_uint_eq(w.max_size, BIG_BYTES);
+    ck_assert_uint_eq(fd_size(w.fd), 0);
+    close(w.fd);
+}
+END_TEST
+
+START_TEST(streamed_whiteout)
+{
+    struct vf_fetch_result res;
+    struct vf_error err;
+    struct watch w;
+    char name[256];
+    /* Two layers: the lower one's 2 MiB disk file is written out, then the
+     * upper one deletes it and brings another.  The output was emptied
+     * once on the way, and progress says so (a follower starts over). */
+    ck_assert_msg(watched_pull(on_fixture("big:wh"), 0, &w, &res, name, &err) == 0, "%s", err.message);
+    ck_assert_str_eq(name, "late.raw");
+    ck_assert_str_eq(res.sha256, late_sha);
+    ck_assert(fd_equals_file(w.fd, path_of("late.raw")));
+    ck_assert_uint_eq(w.dips, 1);
+    ck_assert_msg(w.files_opened == 0, "%u files opened during the pull, e.g. %s", w.files_opened, w.opened);
+    close(w.fd);
+}
+END_TEST
+
+/* Pulls fault/FAULT/big:late: the right disk file, after retries, one of
+ * which asked for the layer from byte 300000 on. */
+static void faulty(const char *fault, int stall_s)
+{
+    struct vf_fetch_result res;
+    struct vf_error err;
+    struct watch w;
+    char name[256], ref[128];
+    snprintf(ref, sizeof ref, "fault/%s/big:late", fault);
+    ck_assert_msg(watched_pull(on_fixture(ref), stall_s, &w, &res, name, &err) == 0, "%s: %s", fault, err.message);
+    ck_assert_str_eq(name, "late.raw");
+    ck_assert_str_eq(res.sha256, late_sha);
+    ck_assert(fd_equals_file(w.fd, path_of("late.raw")));
+    ck_assert_msg(res.retries >= 1, "%s: %d retries", fault, res.retries);
+    /* Continued, never restarted: the output only grew. */
+    ck_assert_uint_eq(w.dips, 0);
+    const char *retry = ring_fmt("REQ GET /v2/fault/%s/big/blobs/sha256:%s host=127.0.0.1:%u auth=bearer "
+                                 "range=bytes=300000-", fault, late_layer, fx.port);
+    ck_assert_msg(fixture_logged(&fx, retry), "no \"%s\" in %s", retry, fx.log);
+    close(w.fd);
+}
+
+START_TEST(streamed_retries)
+{
+    /* Cut off after 300000 bytes: asked again from there. */
+    faulty("cut-300000", 0);
+    /* ... by a server that ignores Range: the whole blob comes again and
+     * the 300000 bytes libarchive has already are dropped on the way. */
+    faulty("cut-300000-norange", 0);
+    /* A stall after 300000 bytes, then the layer's download starts over
+     * from its first byte (Range ignored): still one pass for libarchive. */
+    faulty("stall-300000-norange", 1);
 }
 END_TEST
 
@@ -534,6 +736,68 @@ static void make_whiteouts(void)
     add_layers("wh_empty", "lower.tar", "wh_empty.tar");
 }
 
+/* A tar.zst of one file, written with libarchive (no zstd tool needed). */
+static void write_zstd_tar(const char *tar, const char *entry, const char *file)
+{
+    static char buf[BIG_BYTES];
+    FILE *f = fopen(file, "re");
+    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    struct archive *a = archive_write_new();
+    struct archive_entry *e = archive_entry_new();
+    if (f)
+        fclose(f);
+    if (!a || !e || n == 0 || archive_write_add_filter_zstd(a) != ARCHIVE_OK ||
+        archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
+        archive_write_open_filename(a, path_of(tar)) != ARCHIVE_OK) {
+        printf("Bail out! cannot write %s: %s\n", tar, a ? archive_error_string(a) : "no memory");
+        exit(EXIT_FAILURE);
+    }
+    archive_entry_set_pathname(e, entry);
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_entry_set_size(e, (la_int64_t)n);
+    if (archive_write_header(a, e) != ARCHIVE_OK || archive_write_data(a, buf, n) != (la_ssize_t)n ||
+        archive_write_close(a) != ARCHIVE_OK) {
+        printf("Bail out! cannot write %s: %s\n", tar, archive_error_string(a));
+        exit(EXIT_FAILURE);
+    }
+    archive_entry_free(e);
+    archive_write_free(a);
+}
+
+/* Images of 2 MiB disk files, in the fixture's repositories big (sound) and
+ * mismatch (a blob changed after it was hashed). */
+static void make_big(void)
+{
+    const char *src = getenv("top_srcdir"), *T = "--owner=0 --group=0 --numeric-owner --mtime=@0";
+    /* late.raw comes after other files; a gzip layer. */
+    setup_sh("cd %s && mkdir -p late/etc late/disk && cp filler.bin late/etc/filler && echo x >late/etc/hostname && "
+             "cp late.raw late/disk/ && tar %s -C late -cf late.tar etc/filler etc/hostname disk/late.raw && "
+             "gzip -n -1 late.tar && sh %s/tests/lib/oci_image.sh add_layer_image reg/big late.tar.gz late",
+             dir, T, src);
+    snprintf(late_layer, sizeof late_layer, "%s", sh_out("sha256sum %s | cut -c1-64", path_of("late.tar.gz")));
+    /* The lower layer's big.raw deleted by the upper layer, which brings late.raw. */
+    setup_sh("cd %s && mkdir -p low/disk up/disk && cp big.raw low/disk/ && cp late.raw up/disk/ && "
+             ": >up/disk/.wh.big.raw && tar %s -C low -cf low.tar disk/big.raw && "
+             "tar %s -C up -cf up.tar disk/.wh.big.raw disk/late.raw && gzip -n -1 low.tar up.tar && "
+             "sh %s/tests/lib/oci_image.sh add_layers_image reg/big wh amd64 low.tar.gz up.tar.gz",
+             dir, T, T, src);
+    write_zstd_tar("zstd.tar", "disk/big.raw", path_of("big.raw"));
+    setup_sh("cd %s && sh %s/tests/lib/oci_image.sh add_layer_image reg/big zstd.tar zstd", dir, src);
+    /* mismatch:one, a plain tar layer whose disk file has 4 bytes changed
+     * at 1 MiB once it is in the layout; mismatch:two, a sound disk layer
+     * under a plain layer of other files changed likewise. */
+    setup_sh("cd %s && tar %s -C low -cf one.tar disk/big.raw && "
+             "sh %s/tests/lib/oci_image.sh add_layer_image reg/mismatch one.tar one && "
+             "f=reg/mismatch/blobs/sha256/$(sha256sum one.tar | cut -c1-64) && test -f $f && "
+             "printf ZZZZ | dd of=$f bs=1 seek=1048576 conv=notrunc 2>/dev/null", dir, T, src);
+    setup_sh("cd %s && tar %s -C low -cf disk.tar disk/big.raw && gzip -n -1 disk.tar && "
+             "tar %s -C late -cf etc.tar etc/filler && cp etc.tar etc.orig && "
+             "sh %s/tests/lib/oci_image.sh add_layers_image reg/mismatch two amd64 disk.tar.gz etc.tar && "
+             "f=reg/mismatch/blobs/sha256/$(sha256sum etc.orig | cut -c1-64) && test -f $f && "
+             "printf ZZZZ | dd of=$f bs=1 seek=600000 conv=notrunc 2>/dev/null", dir, T, T, src);
+}
+
 static void make_hostile(void)
 {
     const char *data = "disk bytes\n";
@@ -624,6 +888,10 @@ static Suite *suite(void)
         { "corrupt", corrupt_blob },
         { "bearer", bearer_token_flow },
         { "hostile", hostile_layers },
+        { "streamed", streamed_no_scratch },
+        { "streamed_mismatch", streamed_digest_mismatch },
+        { "streamed_whiteout", streamed_whiteout },
+        { "streamed_retries", streamed_retries },
         { "reference", reference_parse },
         { "www_authenticate", www_authenticate_parse },
         { "manifest", manifest_parse },
@@ -644,6 +912,11 @@ int main(void)
     write_sample(path_of("corrupt.raw"), 250000, 13);
     snprintf(amd_sha, sizeof amd_sha, "%s", sh_out("sha256sum %s | cut -d' ' -f1", path_of("amd64.raw")));
     snprintf(arm_sha, sizeof arm_sha, "%s", sh_out("sha256sum %s | cut -d' ' -f1", path_of("arm.raw")));
+    write_sample(path_of("big.raw"), BIG_BYTES, 14);
+    write_sample(path_of("late.raw"), BIG_BYTES, 15);
+    write_sample(path_of("filler.bin"), 1u << 20, 16);
+    snprintf(big_sha, sizeof big_sha, "%s", sh_out("sha256sum %s | cut -d' ' -f1", path_of("big.raw")));
+    snprintf(late_sha, sizeof late_sha, "%s", sh_out("sha256sum %s | cut -d' ' -f1", path_of("late.raw")));
 
     /* The real registry, and images pushed to it as OCI and as Docker v2s2. */
     setup_sh("cd %s && O=%s/tests/lib/oci_image.sh && sh $O make_disk_image L amd64.raw v1 && "
@@ -669,6 +942,7 @@ int main(void)
     /* The fixture's registry: hostile layers behind the token flow. */
     setup_sh("mkdir -p %s/reg", dir);
     make_hostile();
+    make_big();
     const char *token_args[] = { "--token-auth", "user:pw", NULL };
     fixture_start(&fx, path_of("reg"), dir, "registry-fixture", token_args);
 

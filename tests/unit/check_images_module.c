@@ -1,7 +1,8 @@
 #include <config.h>
 /* The images module's parts without the daemon: the ClusterVirtualImage
- * validation hook, its settings check, the image store's files (quota
- * accounting, atomic publication, sparse copies, removal) and the upload
+ * validation hook, when an image may be copied from a VirtualDisk, its settings
+ * check, the image store's files (quota accounting, atomic publication, sparse
+ * copies, removal) and the upload
  * listener (tokens, limits, single use, expiry) over real HTTP with libcurl.
  * The controller itself is tested end to end in tests/integration/images_e2e.sh. */
 #include <errno.h>
@@ -95,9 +96,91 @@ START_TEST(test_validate_object_ref)
                                         "{\"kind\":\"ClusterVirtualImage\",\"name\":\"img\"}}"), &err),
                      -EINVAL);
     ck_assert_msg(strstr(err.message, "itself"), "%s", err.message);
+    /* A VirtualDisk is a source, also one named like the image. */
     ck_assert_int_eq(validate(NULL, CVI("{\"type\":\"ObjectRef\",\"objectRef\":"
-                                        "{\"kind\":\"VirtualDisk\",\"name\":\"d\"}}"), &err), -EINVAL);
+                                        "{\"kind\":\"VirtualDisk\",\"name\":\"d\"}}"), &err), 0);
+    ck_assert_int_eq(validate(NULL, CVI("{\"type\":\"ObjectRef\",\"objectRef\":"
+                                        "{\"kind\":\"VirtualDisk\",\"name\":\"img\"}}"), &err), 0);
+    ck_assert_int_eq(validate(NULL, CVI("{\"type\":\"ObjectRef\",\"objectRef\":"
+                                        "{\"kind\":\"VirtualImage\",\"name\":\"d\"}}"), &err),
+                     -EINVAL);
     ck_assert_int_eq(err.status, 422);
+    ck_assert_str_eq(err.field, "spec.dataSource.objectRef.kind");
+    ck_assert_msg(strstr(err.message, "no namespaced VirtualImage"), "%s", err.message);
+    ck_assert_int_eq(validate(NULL, CVI("{\"type\":\"ObjectRef\",\"objectRef\":"
+                                        "{\"kind\":\"Pod\",\"name\":\"d\"}}"), &err), -EINVAL);
+}
+END_TEST
+
+/* When an image may be copied from a VirtualDisk, and what it says while it waits. */
+START_TEST(test_disk_check)
+{
+#define VD_TARGET "\"target\":{\"node\":\"n1\",\"pool\":\"local\",\"volume\":\"vd-d-1\"}"
+    struct json_object *ready = vf_test_json("{\"metadata\":{\"name\":\"d\"},\"status\":"
+                                             "{\"phase\":\"Ready\"," VD_TARGET "}}");
+    struct json_object *prov = vf_test_json("{\"metadata\":{\"name\":\"d\"},\"status\":"
+                                            "{\"phase\":\"Provisioning\"," VD_TARGET "}}");
+    struct json_object *going = vf_test_json("{\"metadata\":{\"name\":\"d\",\"deletionTimestamp\":"
+                                             "\"2026-01-01T00:00:00Z\"},\"status\":"
+                                             "{\"phase\":\"Terminating\"," VD_TARGET "}}");
+    struct json_object *going_held = vf_test_json(
+        "{\"metadata\":{\"name\":\"d\",\"deletionTimestamp\":\"2026-01-01T00:00:00Z\","
+        "\"finalizers\":[\"" VF_CVI_DISK_FINALIZER "\"]},\"status\":{\"phase\":\"Terminating\","
+        VD_TARGET "}}");
+    struct json_object *no_target = vf_test_json("{\"metadata\":{\"name\":\"d\"},\"status\":"
+                                                 "{\"phase\":\"Ready\"}}");
+#undef VD_TARGET
+    /* A stopped VM (no node), a running one naming another disk, one naming d on n2. */
+    struct json_object *idle = vf_test_json(
+        "[{\"metadata\":{\"name\":\"off\"},\"spec\":{\"blockDeviceRefs\":[{\"kind\":"
+        "\"VirtualDisk\",\"name\":\"d\"}]},\"status\":{\"phase\":\"Stopped\"}},"
+        " {\"metadata\":{\"name\":\"other\"},\"spec\":{\"blockDeviceRefs\":[{\"kind\":"
+        "\"VirtualDisk\",\"name\":\"e\"},{\"kind\":\"ClusterVirtualImage\",\"name\":\"d\"}]},"
+        "\"status\":{\"phase\":\"Running\",\"node\":\"n1\"}}]");
+    struct json_object *busy = vf_test_json(
+        "[{\"metadata\":{\"name\":\"vm1\"},\"spec\":{\"blockDeviceRefs\":[{\"kind\":"
+        "\"VirtualDisk\",\"name\":\"d\"}]},\"status\":{\"phase\":\"Starting\",\"node\":\"n2\"}}]");
+    char reason[64], msg[768];
+
+    ck_assert_int_eq(vf_cvi_disk_check("d", ready, idle, false, reason, sizeof reason, msg,
+                                       sizeof msg), 0);
+    ck_assert_int_eq(vf_cvi_disk_check("d", ready, NULL, false, reason, sizeof reason, msg,
+                                       sizeof msg), 0);
+    ck_assert_int_eq(vf_cvi_disk_check("d", NULL, idle, false, reason, sizeof reason, msg,
+                                       sizeof msg), -ENOENT);
+    ck_assert_str_eq(reason, "DiskNotFound");
+    ck_assert_msg(strstr(msg, "\"d\" not found"), "%s", msg);
+    ck_assert_int_eq(vf_cvi_disk_check("d", prov, idle, false, reason, sizeof reason, msg,
+                                       sizeof msg), -EAGAIN);
+    ck_assert_str_eq(reason, "DiskNotReady");
+    ck_assert_msg(strstr(msg, "Provisioning"), "%s", msg);
+    ck_assert_int_eq(vf_cvi_disk_check("d", no_target, idle, false, reason, sizeof reason, msg,
+                                       sizeof msg), -EAGAIN);
+    ck_assert_int_eq(vf_cvi_disk_check("d", going, idle, false, reason, sizeof reason, msg,
+                                       sizeof msg), -EAGAIN);
+    ck_assert_msg(strstr(msg, "being deleted"), "%s", msg);
+    /* Deleted meanwhile: only a copy that holds it reads on. */
+    ck_assert_int_eq(vf_cvi_disk_check("d", going_held, idle, false, reason, sizeof reason, msg,
+                                       sizeof msg), -EAGAIN);
+    ck_assert_int_eq(vf_cvi_disk_check("d", going, idle, true, reason, sizeof reason, msg,
+                                       sizeof msg), -EAGAIN);
+    ck_assert_int_eq(vf_cvi_disk_check("d", going_held, idle, true, reason, sizeof reason, msg,
+                                       sizeof msg), 0);
+    ck_assert_int_eq(vf_cvi_disk_check("d", ready, busy, false, reason, sizeof reason, msg,
+                                       sizeof msg), -EBUSY);
+    ck_assert_str_eq(reason, "DiskInUse");
+    ck_assert_msg(strstr(msg, "\"vm1\"") && strstr(msg, "\"n2\"") && strstr(msg, "stop the VM"),
+                  "%s", msg);
+    /* A held copy that starts over still waits for a VM that took the disk meanwhile. */
+    ck_assert_int_eq(vf_cvi_disk_check("d", going_held, busy, true, reason, sizeof reason, msg,
+                                       sizeof msg), -EBUSY);
+    json_object_put(ready);
+    json_object_put(prov);
+    json_object_put(going);
+    json_object_put(going_held);
+    json_object_put(no_target);
+    json_object_put(idle);
+    json_object_put(busy);
 }
 END_TEST
 
@@ -448,6 +531,7 @@ static Suite *images_suite(void)
     tcase_add_test(tc, test_validate_sources);
     tcase_add_test(tc, test_validate_checksum_and_ca);
     tcase_add_test(tc, test_validate_object_ref);
+    tcase_add_test(tc, test_disk_check);
     tcase_add_test(tc, test_validate_frozen_when_ready);
     tcase_add_test(tc, test_human_size);
     suite_add_tcase(s, tc);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
 
 #include "modules/images/cvi.h"
 #include "modules/images/vd.h"
@@ -108,6 +109,27 @@ START_TEST(test_validate_update)
     ck_assert_msg(strstr(err.message, "capacity is 8Mi"), "%s", err.message);
     ck_assert_int_eq(validate("{" REF "}", "{\"capacity\":\"8Mi\"}",
                               "{\"persistentVolumeClaim\":{\"size\":\"16Mi\"}," REF "}", &err), 0);
+}
+END_TEST
+
+/* A Failed disk is made again from its new spec: any field may change, as
+ * long as the new spec is valid; a Pending one keeps its source and class. */
+START_TEST(test_validate_update_failed)
+{
+    struct vf_error err;
+    const char *old = "{\"persistentVolumeClaim\":{\"size\":\"10Gi\",\"storageClassName\":"
+                      "\"nosuch\"}," REF "}";
+    const char *failed = "{\"phase\":\"Failed\"}", *pending = "{\"phase\":\"Pending\"}";
+    const char *other = "{\"persistentVolumeClaim\":{\"size\":\"1Gi\",\"storageClassName\":"
+                        "\"local\"},\"dataSource\":{\"type\":\"ObjectRef\",\"objectRef\":"
+                        "{\"kind\":\"ClusterVirtualImage\",\"name\":\"img2\"}}}";
+    ck_assert_int_eq(validate(old, failed, other, &err), 0);
+    ck_assert_int_eq(validate(old, pending, other, &err), -EINVAL);
+    ck_assert_str_eq(err.field, "spec.dataSource");
+    /* Still checked: the new spec itself. */
+    ck_assert_int_eq(validate(old, failed, "{\"persistentVolumeClaim\":{\"size\":\"lots\"}}",
+                              &err), -EINVAL);
+    ck_assert_str_eq(err.field, "spec.persistentVolumeClaim.size");
 }
 END_TEST
 
@@ -272,6 +294,179 @@ START_TEST(test_file_sections)
 }
 END_TEST
 
+/* Which failures are tried again: the state of a node passes, a request
+ * libvirt calls invalid or unsupported does not. */
+START_TEST(test_failure_classes)
+{
+    static const struct {
+        int rc, lv_code;
+        bool transient;
+    } cases[] = {
+        {-EIO, VIR_ERR_SYSTEM_ERROR, true},          /* the connection dropped mid-copy */
+        {-EIO, VIR_ERR_RPC, true},
+        {-EIO, VIR_ERR_INTERNAL_ERROR, true},        /* "client socket is closed" */
+        {-EIO, VIR_ERR_NO_CONNECT, true},
+        {-EIO, VIR_ERR_OPERATION_TIMEOUT, true},
+        {-EIO, VIR_ERR_OPERATION_INVALID, true},     /* an inactive pool */
+        {-EIO, VIR_ERR_NO_STORAGE_POOL, true},       /* not defined on the node yet */
+        {-EIO, VIR_ERR_OPERATION_FAILED, true},
+        {-EIO, 0, true},                             /* ours: the pool is inactive */
+        {-ENOSPC, 0, true},                          /* no node has the room now */
+        {-ENOENT, 0, true},                          /* no Ready node */
+        {-ENOMEM, 0, true},
+        {-EINVAL, 0, false},                         /* a request we built wrong */
+        {-EIO, VIR_ERR_XML_ERROR, false},
+        {-EIO, VIR_ERR_INVALID_ARG, false},
+        {-EIO, VIR_ERR_CONFIG_UNSUPPORTED, false},
+        {-EIO, VIR_ERR_NO_SUPPORT, false},           /* a pool type without upload */
+        {-EIO, VIR_ERR_OPERATION_UNSUPPORTED, false},
+        {-EIO, VIR_ERR_ARGUMENT_UNSUPPORTED, false},
+        {0, 0, false},                               /* nothing failed */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        ck_assert_msg(vf_vd_failure_transient(cases[i].rc, cases[i].lv_code) ==
+                      cases[i].transient, "%zu: rc %d, libvirt code %d", i, cases[i].rc,
+                      cases[i].lv_code);
+}
+END_TEST
+
+/* 5 s doubling to 5 min, shortened by up to a fifth; the same for a disk
+ * every time, spread over disks. */
+START_TEST(test_retry_delay)
+{
+    static const struct {
+        unsigned attempt, lo, hi;
+    } steps[] = {{0, 4, 5},     {1, 4, 5},     {2, 8, 10},     {3, 16, 20},      {4, 32, 40},
+                 {6, 128, 160}, {7, 240, 300}, {30, 240, 300}, {~0u, 240, 300}};
+    static const char *const uids[] = {"6f1c2d1e-0000-4000-8000-000000000001",
+                                       "6f1c2d1e-0000-4000-8000-000000000002", "", NULL};
+    for (size_t u = 0; u < sizeof uids / sizeof uids[0]; u++)
+        for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+            unsigned d = vf_vd_retry_delay(steps[i].attempt, uids[u]);
+            ck_assert_msg(d >= steps[i].lo && d <= steps[i].hi, "attempt %u of \"%s\": %us",
+                          steps[i].attempt, uids[u] ? uids[u] : "(null)", d);
+            ck_assert_uint_eq(d, vf_vd_retry_delay(steps[i].attempt, uids[u]));
+        }
+    /* The jitter: 100 disks failing together do not all come back at once. */
+    unsigned seen[301] = {0}, distinct = 0;
+    for (int i = 0; i < 100; i++) {
+        char uid[64];
+        snprintf(uid, sizeof uid, "uid-%d", i);
+        unsigned d = vf_vd_retry_delay(5, uid);
+        ck_assert(d >= 64 && d <= 80);
+        distinct += seen[d]++ == 0;
+    }
+    ck_assert_uint_ge(distinct, 8);
+}
+END_TEST
+
+START_TEST(test_retry_message)
+{
+    char buf[256];
+    vf_vd_retry_message(3, "node \"n2\": storage pool \"local\" is not active", 20, buf,
+                        sizeof buf);
+    ck_assert_str_eq(buf, "attempt 3 failed: node \"n2\": storage pool \"local\" is not "
+                          "active; next attempt in 20s");
+    vf_vd_retry_message(7, "x", 280, buf, sizeof buf);
+    ck_assert_str_eq(buf, "attempt 7 failed: x; next attempt in 4m40s");
+    vf_vd_retry_message(9, "", 300, buf, sizeof buf);
+    ck_assert_str_eq(buf, "attempt 9 failed: unknown error; next attempt in 5m");
+}
+END_TEST
+
+static struct vf_vd_volume_job *job(virConnectPtr conn, enum vf_vd_op op, const char *pool,
+                                    const char *volume)
+{
+    struct vf_vd_volume_job *j = vf_vd_volume_job_new(op);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_int_eq(virConnectRef(conn), 0);
+    if (op == VF_VD_CHOOSE) {
+        snprintf(j->candidates[0].node, sizeof j->candidates[0].node, "n1");
+        j->candidates[0].conn = conn;
+        j->n_candidates = 1;
+    } else {
+        snprintf(j->node, sizeof j->node, "n1");
+        j->conn = conn;
+    }
+    snprintf(j->pool, sizeof j->pool, "%s", pool);
+    snprintf(j->volume, sizeof j->volume, "%s", volume);
+    snprintf(j->format, sizeof j->format, "qcow2");
+    j->capacity = 64 << 20;
+    return j;
+}
+
+/* Real failures of the volume jobs (test driver), classified: an inactive
+ * or missing pool passes, a malformed request does not; a CREATE says
+ * whether it left a volume; a CREATE deletes the volume of its name an
+ * earlier attempt left and makes it anew. */
+START_TEST(test_job_failures_on_test_driver)
+{
+    virConnectPtr conn = virConnectOpen("test:///default");
+    ck_assert_ptr_nonnull(conn);
+    virStoragePoolPtr pool = virStoragePoolLookupByName(conn, "default-pool");
+    ck_assert_ptr_nonnull(pool);
+
+    ck_assert_int_eq(virStoragePoolDestroy(pool), 0);
+    struct vf_vd_volume_job *j = job(conn, VF_VD_CHOOSE, "default-pool", "vd-unit-0002");
+    vf_vd_volume_run(j);
+    ck_assert_int_lt(j->rc, 0);
+    ck_assert_msg(strstr(j->err.message, "\"default-pool\" is not active"), "%s", j->err.message);
+    ck_assert(vf_vd_failure_transient(j->rc, j->lv_code));
+    vf_vd_volume_job_free(j);
+    j = job(conn, VF_VD_CREATE, "default-pool", "vd-unit-0002");
+    vf_vd_volume_run(j);
+    ck_assert_int_lt(j->rc, 0);
+    ck_assert(vf_vd_failure_transient(j->rc, j->lv_code));
+    ck_assert(!j->no_volume);                       /* not known: the pool was not read */
+    vf_vd_volume_job_free(j);
+    ck_assert_int_eq(virStoragePoolCreate(pool, 0), 0);
+
+    /* No node can take it now, whatever each one said: that passes. */
+    j = job(conn, VF_VD_CHOOSE, "no-such-pool", "vd-unit-0002");
+    vf_vd_volume_run(j);
+    ck_assert_int_eq(j->rc, -ENOSPC);
+    ck_assert_int_eq(j->lv_code, 0);
+    ck_assert(vf_vd_failure_transient(j->rc, j->lv_code));
+    vf_vd_volume_job_free(j);
+
+    j = job(conn, VF_VD_CREATE, "no-such-pool", "vd-unit-0002");
+    vf_vd_volume_run(j);
+    ck_assert_int_lt(j->rc, 0);
+    ck_assert_int_eq(j->lv_code, VIR_ERR_NO_STORAGE_POOL);
+    ck_assert(vf_vd_failure_transient(j->rc, j->lv_code));
+    vf_vd_volume_job_free(j);
+
+    j = job(conn, VF_VD_CREATE, "default-pool", "vd-unit-0002");
+    snprintf(j->format, sizeof j->format, "vmdk");
+    vf_vd_volume_run(j);
+    ck_assert_int_eq(j->rc, -EINVAL);
+    ck_assert(!vf_vd_failure_transient(j->rc, j->lv_code));
+    ck_assert(j->no_volume);                        /* looked: none there, none made */
+    vf_vd_volume_job_free(j);
+
+    /* What a failed attempt left (1 MiB) is deleted, and the volume made anew:
+     * creating it over the old one would fail with "already exists". */
+    char *xml = NULL;
+    struct vf_error err = {0};
+    ck_assert_int_eq(vf_vd_volume_xml("vd-unit-0002", "raw", 1 << 20, &xml, &err), 0);
+    virStorageVolPtr left = virStorageVolCreateXML(pool, xml, 0);
+    free(xml);
+    ck_assert_ptr_nonnull(left);
+    virStorageVolFree(left);
+    j = job(conn, VF_VD_CREATE, "default-pool", "vd-unit-0002");
+    vf_vd_volume_run(j);
+    ck_assert_msg(j->rc == 0, "create over a leftover: %s", j->err.message);
+    ck_assert_uint_eq(j->capacity_out, 64 << 20);
+    vf_vd_volume_job_free(j);
+    j = job(conn, VF_VD_DELETE, "default-pool", "vd-unit-0002");
+    vf_vd_volume_run(j);
+    ck_assert_int_eq(j->rc, 0);
+    vf_vd_volume_job_free(j);
+    virStoragePoolFree(pool);
+    virConnectClose(conn);
+}
+END_TEST
+
 /* CHOOSE, CREATE (blank), RESIZE and DELETE against the test driver's pool. */
 START_TEST(test_jobs_on_test_driver)
 {
@@ -352,11 +547,16 @@ static Suite *vd_suite(void)
     const struct vf_test_case cases[] = {
         {"validate", test_validate},
         {"validate_update", test_validate_update},
+        {"validate_update_failed", test_validate_update_failed},
         {"quantity", test_quantity},
         {"settings_and_classes", test_settings_and_classes},
         {"volume_xml", test_volume_xml},
         {"file_sections", test_file_sections},
         {"jobs_on_test_driver", test_jobs_on_test_driver},
+        {"failure_classes", test_failure_classes},
+        {"retry_delay", test_retry_delay},
+        {"retry_message", test_retry_message},
+        {"job_failures_on_test_driver", test_job_failures_on_test_driver},
     };
     return vf_test_suite("vd", cases, sizeof cases / sizeof cases[0]);
 }

@@ -90,9 +90,9 @@ check_PROGRAMS += tests/unit/check_images_module
 TESTS += tests/unit/check_images_module
 tests_unit_check_images_module_SOURCES = tests/unit/check_images_module.c \
 	modules/images/module.c modules/images/cvi.c modules/images/cvi_kind.c modules/images/cvi_import.c \
-	modules/images/image_store.c \
+	modules/images/cdrom.c modules/images/image_store.c \
 	modules/images/upload.c modules/images/vd.c modules/images/vd_kind.c modules/images/vd_volume.c \
-	modules/images/ctl_util.c
+	modules/images/vd_retry.c modules/images/ctl_util.c
 tests_unit_check_images_module_CFLAGS = $(UNIT_CFLAGS) $(CRYPTO_CFLAGS) $(LIBVIRT_CFLAGS)
 tests_unit_check_images_module_LDADD = modules/images/libvfimage.la modules/images/libvffetch.la \
 	$(MHD_LIBS) $(CURL_LIBS) $(CRYPTO_LIBS) $(LIBVIRT_LIBS) $(CHECK_LIBS) $(JSONC_LIBS) -lpthread
@@ -100,7 +100,7 @@ tests_unit_check_images_module_LDADD = modules/images/libvfimage.la modules/imag
 check_PROGRAMS += tests/unit/check_vd
 TESTS += tests/unit/check_vd
 tests_unit_check_vd_SOURCES = tests/unit/check_vd.c modules/images/vd.c modules/images/vd_kind.c \
-	modules/images/vd_volume.c modules/images/ctl_util.c
+	modules/images/vd_volume.c modules/images/vd_retry.c modules/images/ctl_util.c
 tests_unit_check_vd_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_vd_LDADD = $(LIBVIRT_LIBS) $(CHECK_LIBS) $(JSONC_LIBS)
 endif

@@ -1,10 +1,12 @@
 #include <config.h>
-/* The disk file inside a container image's layer: a tar (gzip-compressed or
- * not) read with libarchive, of which exactly one regular file directly under
- * disk/ is taken.  Layers are untrusted: entries that could point outside the
- * image (absolute paths, "..", symbolic and hard links) or that are not plain
- * data (devices, FIFOs) make the whole layer refused rather than skipped, so
- * that a crafted image fails loudly.
+/* The disk file inside a container image's layer: a tar (gzip- or
+ * zstd-compressed or not) read with libarchive as its bytes come (from the
+ * registry's response: see registry.c), of which exactly one regular file
+ * directly under disk/ is taken, written out as it is read.  Layers are
+ * untrusted: entries that could point outside the image (absolute paths,
+ * "..", symbolic and hard links) or that are not plain data (devices, FIFOs)
+ * make the whole layer refused rather than skipped, so that a crafted image
+ * fails loudly.
  *
  * Layers stack as the OCI image spec says (layer.md, "Whiteouts"): a later
  * layer's disk/NAME replaces an earlier layer's, `.wh.NAME` deletes NAME of
@@ -27,9 +29,44 @@
 #define WH_LEN 4
 #define WH_OPAQUE ".wh..wh..opq"
 
+/* Where libarchive's bytes come from, and why they stopped coming. */
+struct source {
+    vf_disk_tar_read_fn read;   /* NULL: libarchive reads a file itself */
+    void *opaque;
+    int rc;                     /* read()'s failure, or 0 */
+    struct vf_error err;
+};
+
 static const char *layer(const struct vf_disk_tar *t)
 {
     return t->what ? t->what : "the image's layer";
+}
+
+static la_ssize_t source_read(struct archive *a, void *opaque, const void **buf)
+{
+    struct source *s = opaque;
+    ssize_t n = s->read(s->opaque, buf, &s->err);
+    if (n < 0) {
+        s->rc = (int)n;
+        archive_set_error(a, (int)-n, "%s", s->err.message);
+        return ARCHIVE_FATAL;
+    }
+    return (la_ssize_t)n;
+}
+
+/* libarchive failed: when reading the source did, that is the reason (a
+ * download that broke off says more than "truncated gzip input"); else
+ * what libarchive says, after what (" is not a valid tar"). */
+static int archive_failed(struct archive *a, const struct source *s, const struct vf_disk_tar *t,
+                          const char *what, struct vf_error *err)
+{
+    if (s->rc < 0) {
+        if (err)
+            *err = s->err;
+        return s->rc;
+    }
+    return vf_error_set(err, -EINVAL, 422, "InvalidImage", "", "%s%s: %s", layer(t), what,
+                        archive_error_string(a) ? archive_error_string(a) : "corrupt data");
 }
 
 static int refuse(const struct vf_disk_tar *t, struct vf_error *err, const char *path, const char *why)
@@ -62,8 +99,10 @@ static const char *normalise(const char *path, const char **why)
     return path;
 }
 
-static int copy_disk(struct archive *a, struct vf_disk_tar *t, const char *path, struct vf_error *err)
+static int copy_disk(struct archive *a, const struct source *s, struct vf_disk_tar *t, const char *path,
+                     struct vf_error *err)
 {
+    char what[240];
     char *buf = malloc(BLOCK);
     uint64_t off = 0;
     int rc = 0;
@@ -74,8 +113,8 @@ static int copy_disk(struct archive *a, struct vf_disk_tar *t, const char *path,
         if (n == 0)
             break;
         if (n < 0) {
-            rc = vf_error_set(err, -EINVAL, 422, "InvalidImage", "", "%s: reading \"%.200s\": %s", layer(t), path,
-                              archive_error_string(a) ? archive_error_string(a) : "corrupt data");
+            snprintf(what, sizeof what, ": reading \"%.200s\"", path);
+            rc = archive_failed(a, s, t, what, err);
             break;
         }
         if (t->max_bytes && off + (uint64_t)n > t->max_bytes) {
@@ -123,6 +162,7 @@ static int drop_disk(struct vf_disk_tar *t, struct vf_error *err)
 {
     if (ftruncate(t->out_fd, 0) < 0)
         return vf_error_set(err, -errno, 507, "FetchFailed", "", "emptying the disk file: %s", strerror(errno));
+    t->emptied++;
     if (t->hash && vf_hash_reset(t->hash) < 0)
         return vf_error_set(err, -EIO, 500, "FetchFailed", "", "cannot restart hashing");
     t->have_disk = false;
@@ -159,27 +199,12 @@ static int whiteout(struct vf_disk_tar *t, const char *raw, const char *path, co
     return 0;
 }
 
-int vf_disk_tar_extract(int in_fd, struct vf_disk_tar *t, struct vf_error *err)
+/* Reads the layer open in a (the formats and filters set) to its end. */
+static int extract(struct archive *a, struct source *s, struct vf_disk_tar *t, struct vf_error *err)
 {
-    struct archive *a = archive_read_new();
     struct archive_entry *e;
     int rc = 0;
 
-    if (!a)
-        return vf_error_set(err, -ENOMEM, 500, "FetchFailed", "", "out of memory reading %s", layer(t));
-    if (lseek(in_fd, 0, SEEK_SET) < 0) {
-        archive_read_free(a);
-        return vf_error_set(err, -errno, 500, "FetchFailed", "", "rewinding %s: %s", layer(t), strerror(errno));
-    }
-    /* gzip or nothing (the "none" filter is always on); tar in its forms. */
-    archive_read_support_filter_gzip(a);
-    archive_read_support_format_tar(a);
-    if (archive_read_open_fd(a, in_fd, 64 * 1024) != ARCHIVE_OK) {
-        rc = vf_error_set(err, -EINVAL, 422, "InvalidImage", "", "%s is not a tar or tar+gzip: %s", layer(t),
-                          archive_error_string(a) ? archive_error_string(a) : "unknown format");
-        archive_read_free(a);
-        return rc;
-    }
     /* The disk file (if any) came from this layer: this layer's whiteouts
      * leave it alone.  shadow: an earlier layer's disk file this layer
      * brought another one next to; unless one of this layer's whiteouts
@@ -192,8 +217,7 @@ int vf_disk_tar_extract(int in_fd, struct vf_disk_tar *t, struct vf_error *err)
         if (r == ARCHIVE_EOF)
             break;
         if (r < ARCHIVE_WARN) {
-            rc = vf_error_set(err, -EINVAL, 422, "InvalidImage", "", "%s is not a valid tar: %s", layer(t),
-                              archive_error_string(a) ? archive_error_string(a) : "bad header");
+            rc = archive_failed(a, s, t, " is not a valid tar", err);
             break;
         }
         const char *raw = archive_entry_pathname(e), *why = NULL;
@@ -225,11 +249,18 @@ int vf_disk_tar_extract(int in_fd, struct vf_disk_tar *t, struct vf_error *err)
         if (strncmp(base, WH_PREFIX, WH_LEN) == 0) {
             if ((rc = whiteout(t, raw, path, base, taken_here, shadow, err)) < 0)
                 break;
-            archive_read_data_skip(a);
+            if (archive_read_data_skip(a) < ARCHIVE_WARN) {
+                rc = archive_failed(a, s, t, " is not a valid tar", err);
+                break;
+            }
             continue;
         }
         if (strncmp(path, "disk/", 5) != 0) {
-            archive_read_data_skip(a);  /* other files of the image do not matter */
+            /* Other files of the image do not matter: read past, not kept. */
+            if (archive_read_data_skip(a) < ARCHIVE_WARN) {
+                rc = archive_failed(a, s, t, " is not a valid tar", err);
+                break;
+            }
             continue;
         }
         const char *name = path + 5;
@@ -258,11 +289,57 @@ int vf_disk_tar_extract(int in_fd, struct vf_disk_tar *t, struct vf_error *err)
         snprintf(t->name, sizeof t->name, "%s", name);
         t->have_disk = true;
         taken_here = true;
-        if ((rc = copy_disk(a, t, raw, err)) < 0)
+        if ((rc = copy_disk(a, s, t, raw, err)) < 0)
             break;
     }
     if (rc == 0 && shadow[0])
         rc = several(t, shadow, t->name, err);
+    return rc;
+}
+
+/* gzip, zstd or nothing (the "none" filter is always on); tar in its forms. */
+static struct archive *archive_new(const struct vf_disk_tar *t, struct vf_error *err)
+{
+    struct archive *a = archive_read_new();
+    if (!a) {
+        vf_error_set(err, -ENOMEM, 500, "FetchFailed", "", "out of memory reading %s", layer(t));
+        return NULL;
+    }
+    archive_read_support_filter_gzip(a);
+    archive_read_support_filter_zstd(a);
+    archive_read_support_format_tar(a);
+    return a;
+}
+
+int vf_disk_tar_extract_stream(vf_disk_tar_read_fn read, void *opaque, struct vf_disk_tar *t,
+                               struct vf_error *err)
+{
+    struct source s = { .read = read, .opaque = opaque };
+    struct archive *a = archive_new(t, err);
+    int rc;
+    if (!a)
+        return -ENOMEM;
+    if (archive_read_open(a, &s, NULL, source_read, NULL) != ARCHIVE_OK)
+        rc = archive_failed(a, &s, t, " is not a tar (plain, gzip or zstd)", err);
+    else
+        rc = extract(a, &s, t, err);
+    archive_read_free(a);
+    return rc;
+}
+
+int vf_disk_tar_extract(int in_fd, struct vf_disk_tar *t, struct vf_error *err)
+{
+    struct source s = { .read = NULL };
+    struct archive *a;
+    int rc;
+    if (lseek(in_fd, 0, SEEK_SET) < 0)
+        return vf_error_set(err, -errno, 500, "FetchFailed", "", "rewinding %s: %s", layer(t), strerror(errno));
+    if (!(a = archive_new(t, err)))
+        return -ENOMEM;
+    if (archive_read_open_fd(a, in_fd, 64 * 1024) != ARCHIVE_OK)
+        rc = archive_failed(a, &s, t, " is not a tar (plain, gzip or zstd)", err);
+    else
+        rc = extract(a, &s, t, err);
     archive_read_free(a);
     return rc;
 }

@@ -72,20 +72,22 @@ struct vf_fetch_registry {
     const char *username, *password; /* for the registry's token service or basic auth; NULL: anonymous */
     bool plain_http;                 /* talk http:// to the registry (loopback tests); default https */
     const char *platform;            /* for an index: "linux/amd64" when NULL */
-    const char *scratch_dir;         /* where a layer blob sits (an unlinked file) while its
-                                      * digest is checked and the disk file is taken out of
-                                      * it: the image store's scratch area; NULL: $TMPDIR,
-                                      * else /var/tmp */
 };
 
 /* Resolve the manifest (OCI image manifest or index, Docker v2 schema 2
- * manifest or manifest list), following the bearer-token flow on a 401, verify
- * every blob's digest, read the layers as tar (gzip or plain) and write the one
- * regular file under /disk/ into fd.  Zero or several files under /disk/,
- * absolute or `..` paths, links and devices are refused.  result->sha256 is of
- * the disk file; disk_name receives its base name.  fd is truncated first: a
- * registry pull always starts over (retries within one call resume a layer
- * with Range).  Progress reports each layer's bytes against its size. */
+ * manifest or manifest list), following the bearer-token flow on a 401, and
+ * read each layer in one pass as it downloads: tar (gzip, zstd or plain),
+ * its blob hashed for its digest on the way, the one regular file under
+ * /disk/ written into fd as it comes.  No scratch file.  Zero or several
+ * files under /disk/, absolute or `..` paths, links and devices are refused.
+ * result->sha256 is of the disk file; disk_name receives its base name.  fd
+ * is truncated first: a registry pull always starts over (a retry within one
+ * call continues a layer's download where it broke off), and emptied on any
+ * failure, a digest found wrong at a layer's end among them: nothing
+ * unverified stays.  A reader may follow fd as it grows (cvi_import.c):
+ * progress reports the layers' bytes so far against their sum, and goes
+ * back to 0 when fd was emptied of a disk file a later layer replaced or
+ * deleted, as an HTTP download that starts over does. */
 int vf_fetch_registry_run(const struct vf_fetch_registry *req, const struct vf_fetch_common *common,
                           int fd, struct vf_fetch_result *result, char *disk_name, size_t disk_name_len,
                           struct vf_error *err);

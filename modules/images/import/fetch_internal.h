@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <virtfleet/module.h>
 #include "modules/images/import/fetch.h"
 
@@ -30,8 +31,11 @@ int vf_hash_fd(struct vf_hash *h, int fd, uint64_t len, atomic_bool *cancel, str
 
 /* ---- one HTTP transfer with redirects, retries and resume -------------- */
 
+struct vf_xfer_engine;
+
 /* The body goes to fd (pwrite, continuing from fd's size with Range when it
- * already holds bytes) or, with fd < 0, to memory (at most mem_max bytes).
+ * already holds bytes), or, with fd < 0, to memory (at most mem_max bytes),
+ * or, with stream, to the caller as it arrives (vf_xfer_open/read below).
  * Only a 2xx body is stored; the first bytes of any other body are kept in
  * errbody for messages. */
 struct vf_xfer {
@@ -45,7 +49,9 @@ struct vf_xfer {
     int fd;                          /* body sink, or -1 for memory */
     bool resume;                     /* fd mode: continue from fd's size (else truncate it) */
     size_t mem_max;                  /* memory mode: more is "TooLarge" */
-    struct vf_hash *hash;            /* fd mode: fed with every stored byte, prefix included */
+    bool stream;                     /* stream mode (fd must be -1): common->max_bytes bounds the body */
+    struct vf_hash *hash;            /* fd and stream modes: fed with every stored (handed out) byte,
+                                      * a resumed prefix included */
     const char *what;                /* names the transfer in messages; NULL: the URL */
     /* response */
     long status;                     /* of the final response */
@@ -56,11 +62,13 @@ struct vf_xfer {
     char effective_url[1024];        /* after redirects */
     char *mem;                       /* memory mode: the body (NUL-terminated); free() it */
     size_t mem_len;
-    uint64_t bytes;                  /* fd mode: size of fd afterwards */
+    uint64_t bytes;                  /* fd mode: size of fd afterwards; stream mode: bytes handed
+                                      * out or about to be (the offset a retry continues at) */
     uint64_t total;                  /* what the server announced in all, 0: unknown */
     bool resumed;                    /* a 206 continued bytes already in fd */
     int retries;                     /* transient failures recovered from */
     int retry_after_s;               /* Retry-After of the final response (seconds, capped), -1: none */
+    struct vf_xfer_engine *engine;   /* private to xfer.c */
 };
 
 /* Runs the transfer until a final response arrived (any status: 4xx and, once
@@ -69,6 +77,28 @@ struct vf_xfer {
  * (connect, TLS, stall, truncation after every retry), a refused URL or
  * redirect, TooLarge, or -ECANCELED.  Free x->mem with free() either way. */
 int vf_xfer_run(struct vf_xfer *x, struct vf_error *err);
+
+/* Stream mode, for a consumer that pulls the body (libarchive reading a
+ * layer as it downloads): no thread, no file.  vf_xfer_open runs the
+ * transfer as vf_xfer_run would until the final response's headers are in
+ * and returns 0; for a 2xx (x->status) the body then comes piece by piece
+ * from vf_xfer_read, else the transfer is over as with vf_xfer_run.  A
+ * transient failure mid-body is retried where the body broke off: with
+ * Range, or, from a server that answers with the whole again, by dropping
+ * the bytes already handed out, so the consumer never sees a byte twice or
+ * has to start over.  vf_xfer_close() afterwards in any case. */
+int vf_xfer_open(struct vf_xfer *x, struct vf_error *err);
+/* The next piece of the body into *buf (valid until the next call): its
+ * length, 0 at the end, or a negative errno with *err: a transport failure
+ * after every retry, TooLarge, -ECANCELED, or a retry's final response that
+ * is not 2xx (x->status says which; a 401 may be answered with a new token
+ * and vf_xfer_resume). */
+ssize_t vf_xfer_read(struct vf_xfer *x, const void **buf, struct vf_error *err);
+/* After vf_xfer_open or vf_xfer_read ended on a status the caller can fix
+ * (401: new credentials in x->bearer/username/password), asks again from
+ * where the body stopped, as vf_xfer_open does. */
+int vf_xfer_resume(struct vf_xfer *x, struct vf_error *err);
+void vf_xfer_close(struct vf_xfer *x);
 
 /* "HTTP 404 Not Found from URL" into *err (reason "FetchFailed"). */
 int vf_xfer_status_error(const struct vf_xfer *x, struct vf_error *err);
@@ -162,16 +192,29 @@ struct vf_disk_tar {
     bool have_disk;          /* in/out: a disk file was already taken (from an earlier layer) */
     char name[256];          /* out: its base name */
     uint64_t bytes;          /* out: its size */
+    unsigned emptied;        /* out: times out_fd was emptied of a disk file taken before (a later
+                              * layer replaced or deleted it): what a reader following out_fd
+                              * read so far is void */
 };
 
-/* Reads the tar (gzip-compressed or plain, by magic) in in_fd from offset 0.
- * Every entry must be a relative path without "..", a directory or a regular
+/* Where a layer's bytes come from: the next piece into *buf (valid until
+ * the next call), its length, 0 at the end, or a negative errno with *err. */
+typedef ssize_t (*vf_disk_tar_read_fn)(void *opaque, const void **buf, struct vf_error *err);
+
+/* Reads one layer, a tar (gzip- or zstd-compressed or plain, by magic), from
+ * read(opaque) as it comes: nothing is stored but the disk file.  Every
+ * entry must be a relative path without "..", a directory or a regular
  * file; links, devices and FIFOs are refused.  Exactly one regular file may
  * sit directly under disk/ (or ./disk/) in the image the layers make, stacked
  * with the OCI whiteout rules (a later layer replaces or, with .wh.NAME or
  * .wh..wh..opq, deletes an earlier layer's file): it is written to out_fd (a
- * replaced one is truncated away, t->hash restarted).  Other regular files
- * are skipped.  Call once per layer, in order, with the same *t.  -EINVAL
- * with *err (reason "InvalidImage") on anything refused, -EFBIG ("TooLarge"). */
+ * replaced one is truncated away, t->hash restarted) as it is read.  Other
+ * regular files are skipped.  Call once per layer, in order, with the same
+ * *t.  Returns once the tar's end is read: what follows it (padding) is left
+ * to the caller.  -EINVAL with *err (reason "InvalidImage") on anything
+ * refused, -EFBIG ("TooLarge"); a failure of read() is returned as it is. */
+int vf_disk_tar_extract_stream(vf_disk_tar_read_fn read, void *opaque, struct vf_disk_tar *t,
+                               struct vf_error *err);
+/* The same from the file in_fd, from offset 0 (the fuzz target's way in). */
 int vf_disk_tar_extract(int in_fd, struct vf_disk_tar *t, struct vf_error *err);
 #endif

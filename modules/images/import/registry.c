@@ -4,15 +4,19 @@
  *
  * Manifest (OCI or Docker v2 schema 2; an index or manifest list is resolved
  * to the requested platform, a single manifest's config must name that
- * platform or none), then each layer blob into an unlinked scratch
- * file, its sha256 checked against the manifest's digest before libarchive
- * reads a byte of it, then the disk file out of it into the caller's fd.
+ * platform or none), then each layer in one pass: its blob streams from
+ * libcurl straight into libarchive (vf_xfer_read under libarchive's read
+ * callback, on this thread), hashed on the way, and the disk file's bytes go
+ * into the caller's fd as the tar yields them.  No scratch file: a layer's
+ * digest is known only at its end, so what reached fd before is unverified
+ * until then, and any failure (a digest among them) empties fd; the caller
+ * publishes nothing of a pull that failed.  A download that breaks off is
+ * continued where it stopped (see vf_xfer_open), never restarted.
  * Authentication follows the registry's 401: a Bearer challenge sends us to
  * its token service (with the user's credentials, if any), a Basic one gets
  * the credentials directly.  Tokens and credentials go to the registry's
  * origin only: a blob redirect to a storage service gets neither. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +37,10 @@ struct reg {
     char *token;             /* bearer token once obtained */
     bool basic;              /* the registry asked for basic auth */
     int retries;
+    /* Progress over all layers: theirs is of one. */
+    uint64_t layers_total, layers_before;
+    const struct vf_disk_tar *disk;
+    unsigned emptied_told;
 };
 
 static void url_escape(const char *s, char *out, size_t out_len)
@@ -112,42 +120,66 @@ static int fetch_token(struct reg *r, const struct vf_auth_challenge *ch, struct
     return rc;
 }
 
-/* A GET against the registry with its authentication; the final response is
- * left in *x (status included) for the caller. */
+/* The credentials x carries to the registry: its token once it gave one,
+ * else the user's where it asked for basic auth. */
+static void reg_auth(struct reg *r, struct vf_xfer *x)
+{
+    x->bearer = r->token;
+    x->username = !r->token && r->basic ? r->req->username : NULL;
+    x->password = !r->token && r->basic ? r->req->password : NULL;
+}
+
+/* x was answered 401: learn from its challenge what to send next time. */
+static int answer_challenge(struct reg *r, const struct vf_xfer *x, struct vf_error *err)
+{
+    struct vf_auth_challenge ch;
+    if (vf_www_authenticate_parse(x->www_authenticate, &ch) < 0 || ch.scheme == VF_AUTH_OTHER ||
+        ch.scheme == VF_AUTH_NONE)
+        return vf_error_set(err, -EACCES, 401, "Unauthorized", "",
+                            "registry %s wants authentication it does not describe (WWW-Authenticate: \"%.200s\")",
+                            r->host, x->www_authenticate);
+    if (ch.scheme == VF_AUTH_BASIC) {
+        if (!r->req->username)
+            return vf_error_set(err, -EACCES, 401, "Unauthorized", "", "registry %s needs credentials for %s",
+                                r->host, r->repo);
+        r->basic = true;
+        return 0;
+    }
+    free(r->token);
+    r->token = NULL;
+    return fetch_token(r, &ch, err);
+}
+
+static int unauthorized(const struct reg *r, struct vf_error *err)
+{
+    return vf_error_set(err, -EACCES, 401, "Unauthorized", "", "registry %s refused %s for %s (HTTP 401)", r->host,
+                        r->req->username ? "the credentials" : "anonymous access", r->repo);
+}
+
+/* A GET against the registry with its authentication: to the end into
+ * memory, or, for a stream (x->stream), until its body comes.  The final
+ * response is left in *x (status included) for the caller; a stream's
+ * retries are counted when it is closed. */
 static int reg_get(struct reg *r, struct vf_xfer *x, struct vf_error *err)
 {
     for (int round = 0;; round++) {
+        int rc;
         x->common = x->common ? x->common : r->common;
-        x->bearer = r->token;
-        x->username = !r->token && r->basic ? r->req->username : NULL;
-        x->password = !r->token && r->basic ? r->req->password : NULL;
-        free(x->mem);
-        x->mem = NULL;
-        int rc = vf_xfer_run(x, err);
-        r->retries += x->retries;
+        reg_auth(r, x);
+        if (x->stream) {
+            rc = round == 0 ? vf_xfer_open(x, err) : vf_xfer_resume(x, err);
+        } else {
+            free(x->mem);
+            x->mem = NULL;
+            rc = vf_xfer_run(x, err);
+            r->retries += x->retries;
+        }
         if (rc < 0 || x->status != 401)
             return rc;
         if (round > 0)
-            return vf_error_set(err, -EACCES, 401, "Unauthorized", "", "registry %s refused %s for %s (HTTP 401)",
-                                r->host, r->req->username ? "the credentials" : "anonymous access", r->repo);
-        struct vf_auth_challenge ch;
-        if (vf_www_authenticate_parse(x->www_authenticate, &ch) < 0 || ch.scheme == VF_AUTH_OTHER ||
-            ch.scheme == VF_AUTH_NONE)
-            return vf_error_set(err, -EACCES, 401, "Unauthorized", "",
-                                "registry %s wants authentication it does not describe (WWW-Authenticate: \"%.200s\")",
-                                r->host, x->www_authenticate);
-        if (ch.scheme == VF_AUTH_BASIC) {
-            if (!r->req->username)
-                return vf_error_set(err, -EACCES, 401, "Unauthorized", "",
-                                    "registry %s needs credentials for %s", r->host, r->repo);
-            r->basic = true;
-        } else {
-            free(r->token);
-            r->token = NULL;
-            int trc = fetch_token(r, &ch, err);
-            if (trc < 0)
-                return trc;
-        }
+            return unauthorized(r, err);
+        if ((rc = answer_challenge(r, x, err)) < 0)
+            return rc;
     }
 }
 
@@ -254,6 +286,7 @@ static bool layer_type_ok(const char *mt)
     static const char *const ok[] = {
         "application/vnd.oci.image.layer.v1.tar",
         "application/vnd.oci.image.layer.v1.tar+gzip",
+        "application/vnd.oci.image.layer.v1.tar+zstd",
         "application/vnd.docker.image.rootfs.diff.tar",
         "application/vnd.docker.image.rootfs.diff.tar.gzip",
     };
@@ -263,78 +296,141 @@ static bool layer_type_ok(const char *mt)
     return false;
 }
 
-/* An unlinked scratch file for a layer blob; -1 with *err. */
-static int scratch_file(const char *dir, struct vf_error *err)
+/* Progress of the pull: the layers' bytes so far against their sum.  It
+ * goes back to 0 once after a layer emptied fd of an earlier one's disk
+ * file (a whiteout, a replacement), as an HTTP download that starts over
+ * does: a reader following fd must start over too (see cvi_import.c). */
+static void tell_progress(struct reg *r, uint64_t layer_done)
 {
-    char path[4096];
-    if (!dir || !*dir)
-        dir = getenv("TMPDIR");
-    if (!dir || !*dir)
-        dir = "/var/tmp";
-    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd >= 0)
-        return fd;
-    /* Filesystems without O_TMPFILE: a named file removed at once. */
-    snprintf(path, sizeof path, "%s/vf-layer.XXXXXX", dir);
-    fd = mkostemp(path, O_CLOEXEC);
-    if (fd < 0)
-        return vf_error_set(err, -errno, 507, "FetchFailed", "", "cannot make a scratch file in %s: %s", dir,
-                            strerror(errno));
-    unlink(path);
-    return fd;
+    const struct vf_fetch_common *c = r->common;
+    if (!c->progress)
+        return;
+    if (r->disk && r->disk->emptied != r->emptied_told) {
+        r->emptied_told = r->disk->emptied;
+        c->progress(c->opaque, 0, r->layers_total);
+    }
+    c->progress(c->opaque, r->layers_before + layer_done, r->layers_total);
 }
 
-/* Downloads one layer blob, checks its digest and takes the disk file from it. */
+static void on_layer_progress(void *opaque, uint64_t done, uint64_t total)
+{
+    (void)total;
+    tell_progress(opaque, done);
+}
+
+/* One layer blob on its way from the registry into libarchive. */
+struct blob {
+    struct reg *r;
+    struct vf_xfer x;
+    uint64_t reauth_at;      /* x.bytes when a 401 mid-blob was last answered; UINT64_MAX: never */
+};
+
+/* vf_disk_tar_read_fn over the blob's response.  A retry that meets an
+ * expired token gets a new one and goes on from where it stopped (once per
+ * stretch of progress, so a registry refusing the new one is not asked
+ * forever). */
+static ssize_t blob_read(void *opaque, const void **buf, struct vf_error *err)
+{
+    struct blob *b = opaque;
+    for (;;) {
+        ssize_t n = vf_xfer_read(&b->x, buf, err);
+        if (n >= 0 || b->x.status != 401)
+            return n;
+        if (b->reauth_at == b->x.bytes)
+            return unauthorized(b->r, err);
+        b->reauth_at = b->x.bytes;
+        int rc = answer_challenge(b->r, &b->x, err);
+        if (rc < 0)
+            return rc;
+        reg_auth(b->r, &b->x);
+        if ((rc = vf_xfer_resume(&b->x, err)) < 0)
+            return rc;
+    }
+}
+
+/* Reads the rest of the blob (past the tar's end) for its digest. */
+static int blob_drain(struct blob *b, struct vf_error *err)
+{
+    const void *buf;
+    ssize_t n;
+    while ((n = blob_read(b, &buf, err)) > 0)
+        ;
+    return (int)n;
+}
+
+/* The blob's digest and size against the manifest's. */
+static int blob_verify(const struct reg *r, const struct vf_descriptor *d, const struct blob *b, struct vf_hash *h,
+                       struct vf_error *err)
+{
+    char sha[VF_FETCH_SHA256_HEX];
+    vf_hash_final(h, sha, NULL);
+    if (strcmp(sha, d->digest + 7) == 0 && b->x.bytes == d->size)
+        return 0;
+    return vf_error_set(err, -EBADMSG, 502, "ChecksumMismatch", "",
+                        "%s of %s/%s: the downloaded blob (%llu bytes) has sha256 %s, the manifest says %s (%llu bytes)",
+                        b->x.what, r->host, r->repo, (unsigned long long)b->x.bytes, sha, d->digest + 7,
+                        (unsigned long long)d->size);
+}
+
+/* Streams one layer blob through libarchive into the disk file, then checks
+ * its digest: every byte of it counts, also those after the tar's end
+ * (padding) and, when the layer was refused for its content, the rest, so
+ * that a corrupt download is named as such rather than as a bad image. */
 static int pull_layer(struct reg *r, const struct vf_descriptor *d, struct vf_disk_tar *t, char *effective,
                       size_t effective_len, struct vf_error *err)
 {
-    char url[1024], what[128], sha[VF_FETCH_SHA256_HEX];
+    char url[1024], what[128];
     struct vf_hash h;
     struct vf_fetch_common blob_common = *r->common;
-    int rc, fd;
+    struct vf_error drain_err;
+    int rc;
 
     snprintf(what, sizeof what, "layer %.80s", d->digest);
     if (!layer_type_ok(d->media_type))
         return vf_error_set(err, -EINVAL, 422, "InvalidImage", "",
-                            "%s of %s/%s has media type \"%s\": only tar and tar+gzip layers are supported", what,
-                            r->host, r->repo, d->media_type);
+                            "%s of %s/%s has media type \"%s\": only tar, tar+gzip and tar+zstd layers are supported",
+                            what, r->host, r->repo, d->media_type);
     if (d->size == 0)   /* even an empty tar is 1 KiB; and max_bytes 0 would mean "no limit" */
         return vf_error_set(err, -EINVAL, 422, "InvalidImage", "", "%s of %s/%s has size 0", what, r->host,
                             r->repo);
-    if ((fd = scratch_file(r->req->scratch_dir, err)) < 0)
-        return fd;
     if (vf_hash_init(&h, false) < 0) {
         vf_hash_free(&h);
-        close(fd);
         return vf_error_set(err, -ENOMEM, 500, "FetchFailed", "", "cannot set up hashing");
     }
     /* The manifest says how big the blob is: a byte more is not it. */
     blob_common.max_bytes = d->size;
+    blob_common.progress = r->common->progress ? on_layer_progress : NULL;
+    blob_common.opaque = r;
     snprintf(url, sizeof url, "%s/v2/%s/blobs/%s", r->base, r->repo, d->digest);
-    struct vf_xfer x = { .url = url, .common = &blob_common, .fd = fd, .hash = &h, .what = what };
-    rc = reg_get(r, &x, err);
-    if (rc == 0 && x.status == 404)
-        rc = not_found(r, &x, what, err);
-    else if (rc == 0 && x.status != 200 && x.status != 206)
-        rc = vf_xfer_status_error(&x, err);
+    struct blob b = { .r = r, .reauth_at = UINT64_MAX,
+                      .x = { .url = url, .common = &blob_common, .stream = true, .fd = -1, .hash = &h,
+                             .what = what } };
+    rc = reg_get(r, &b.x, err);
+    if (rc == 0 && b.x.status == 404)
+        rc = not_found(r, &b.x, what, err);
+    else if (rc == 0 && b.x.status != 200 && b.x.status != 206)
+        rc = vf_xfer_status_error(&b.x, err);
     if (rc == 0) {
-        snprintf(effective, effective_len, "%s", x.effective_url);
-        vf_hash_final(&h, sha, NULL);
-        if (strcmp(sha, d->digest + 7) != 0 || x.bytes != d->size)
-            rc = vf_error_set(err, -EBADMSG, 502, "ChecksumMismatch", "",
-                              "%s of %s/%s: the downloaded blob (%llu bytes) has sha256 %s, the manifest says %s "
-                              "(%llu bytes)",
-                              what, r->host, r->repo, (unsigned long long)x.bytes, sha, d->digest + 7,
-                              (unsigned long long)d->size);
+        snprintf(effective, effective_len, "%s", b.x.effective_url);
+        t->what = what;
+        rc = vf_disk_tar_extract_stream(blob_read, &b, t, err);
+        t->what = NULL;
+        bool refused = rc == -EINVAL && strcmp(err->reason, "InvalidImage") == 0;
+        if (rc == 0)
+            rc = blob_drain(&b, err);
+        else if (refused && blob_drain(&b, &drain_err) < 0)
+            refused = false;   /* whether the blob is what the manifest says is unknown: the refusal stands */
+        int vrc;
+        if ((rc == 0 || refused) && (vrc = blob_verify(r, d, &b, &h, err)) < 0)
+            rc = vrc;
     }
     vf_hash_free(&h);
-    free(x.mem);
+    r->retries += b.x.retries;
+    vf_xfer_close(&b.x);
     if (rc == 0) {
-        t->what = what;
-        rc = vf_disk_tar_extract(fd, t, err);
-        t->what = NULL;
+        r->layers_before += d->size;
+        tell_progress(r, 0);
     }
-    close(fd);
     return rc;
 }
 
@@ -360,8 +456,8 @@ int vf_fetch_registry_run(const struct vf_fetch_registry *req, const struct vf_f
         vf_hash_free(&disk_hash);
         return vf_error_set(err, -ENOMEM, 500, "FetchFailed", "", "cannot set up hashing");
     }
-    /* Registry pulls start over: the layer, not the disk file, is what would
-     * resume, and it lives in an unlinked scratch file. */
+    /* A pull starts over: only within a layer's download is there a place
+     * to continue from. */
     if (ftruncate(fd, 0) < 0) {
         rc = vf_error_set(err, -errno, 507, "FetchFailed", "", "cannot truncate the disk file: %s", strerror(errno));
         goto out;
@@ -388,6 +484,9 @@ int vf_fetch_registry_run(const struct vf_fetch_registry *req, const struct vf_f
     }
     struct vf_disk_tar t = { .out_fd = fd, .max_bytes = common->max_bytes, .cancel = common->cancel,
                              .hash = &disk_hash };
+    r.disk = &t;
+    for (size_t i = 0; i < image->n_items; i++)
+        r.layers_total += image->items[i].size;
     for (size_t i = 0; i < image->n_items; i++)
         if ((rc = pull_layer(&r, &image->items[i], &t, result->effective_url, sizeof result->effective_url,
                              err)) < 0)
@@ -402,6 +501,11 @@ int vf_fetch_registry_run(const struct vf_fetch_registry *req, const struct vf_f
     if (disk_name_len)
         snprintf(disk_name, disk_name_len, "%s", t.name);
 out:
+    /* Nothing unverified stays behind: a later layer's digest may have
+     * failed after an earlier layer's disk file was written in full. */
+    if (rc < 0 && ftruncate(fd, 0) < 0) {
+        /* the caller removes the file of a failed import anyway */
+    }
     result->retries = r.retries;
     vf_manifest_free(&m);
     vf_manifest_free(&child);
