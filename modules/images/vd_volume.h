@@ -36,7 +36,9 @@ struct vf_vd_volume_job {
     /* Request. */
     enum vf_vd_op op;
     char node[256];             /* CREATE/RESIZE/DELETE: where the volume is */
-    void *conn;                 /* its virConnectPtr (a reference the job owns) */
+    void *conn;                 /* its virConnectPtr (a reference the job owns); a copy
+                                 * (CREATE from src_fd) and a DOWNLOAD stream over a
+                                 * connection of their own to its URI (vd_volume.c) */
     char pool[256], volume[256];
     char format[8];             /* CREATE: "raw" or "qcow2" (of the image, or of a blank disk) */
     uint64_t capacity;          /* CHOOSE/CREATE/RESIZE: bytes the disk should have */

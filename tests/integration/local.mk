@@ -8,6 +8,7 @@ INTEGRATION_TESTS = \
 	tests/integration/vm_lifecycle.sh \
 	tests/integration/images_e2e.sh \
 	tests/integration/disks.sh \
+	tests/integration/disk_node_hang.sh \
 	tests/integration/image_from_disk.sh
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/out_of_tree_module.sh \
