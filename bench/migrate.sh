@@ -22,30 +22,14 @@
 # Needs root and the packages of scripts/install-deps.sh.
 # Usage: bench/migrate.sh [BUILD_DIR]     ROUNDS=N (default 5), DRAIN_VMS=N (default 10)
 set -eu
-top=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh"
 RATIO=${RATIO:-8}
-if [ $# -ge 1 ]; then build=$(cd "$1" && pwd)
-elif [ -x "$top/build/virtfleetd" ]; then build=$top/build
-else build=$top; fi
+bench_build "$@"
 ROUNDS=${ROUNDS:-5}
-CLUSTER="$top/tests/lib/cluster.sh"
 [ -x "$build/virtfleetd" ] && [ -x "$build/virtfleet" ] && [ -f "$build/modules/migrate/.libs/migrate.so" ] ||
     { echo "no $build/virtfleetd, virtfleet or migrate module: build first, or name the build dir" >&2; exit 1; }
 
-T=$(mktemp -d /tmp/vf-bench-XXXXXX)
-pid=
-cleanup() {
-    [ -z "$pid" ] || { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; }
-    sh "$CLUSTER" down "$T/cl" >/dev/null 2>&1 || true
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-ms() { date +%s%N | awk '{ printf "%.1f", $1 / 1e6 }'; }
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f\n", b - a }'; }
+bench_scratch
 die() { echo "migrate bench: $*" >&2; exit 1; }
 
 sh "$top/tests/lib/guest/build.sh" "$T/guest"
@@ -70,7 +54,7 @@ nodes = ( { name = "node-1"; uri = "$U1"; cpuAllocationRatio = $RATIO; },
 modules = { migrate = { enabled = true; version = 1; }; };
 CONF
 "$build/virtfleetd" -f -c "$T/virtfleetd.conf" > "$T/daemon.log" 2>&1 &
-pid=$!
+bench_started $!
 vf() { "$build/virtfleet" --socket "$SOCK" "$@"; }
 api_field() {   # api_field PLURAL NAME FIELD...: a status field through the socket
     curl -s --unix-socket "$SOCK" "http://localhost/apis/virtfleet.io/v1alpha2/$1/$2" |

@@ -12,30 +12,13 @@
 # 1.2x).  Needs root and the packages of scripts/install-deps.sh.
 # Usage: bench/start_latency.sh [BUILD_DIR]      ROUNDS=N (default 9)
 set -eu
-top=$(cd "$(dirname "$0")/.." && pwd)
-if [ $# -ge 1 ]; then build=$(cd "$1" && pwd)
-elif [ -x "$top/build/virtfleetd" ]; then build=$top/build
-else build=$top; fi
+. "$(dirname "$0")/lib.sh"
+bench_build "$@"
 ROUNDS=${ROUNDS:-9}
-CLUSTER="$top/tests/lib/cluster.sh"
 [ -x "$build/virtfleetd" ] && [ -x "$build/virtfleet" ] ||
     { echo "no $build/virtfleetd or virtfleet: build first, or name the build dir" >&2; exit 1; }
 
-T=$(mktemp -d /tmp/vf-bench-XXXXXX)
-pid= watch_pid=
-cleanup() {
-    [ -z "$watch_pid" ] || { kill "$watch_pid" 2>/dev/null; wait "$watch_pid" 2>/dev/null || true; }
-    [ -z "$pid" ] || { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; }
-    sh "$CLUSTER" down "$T/cl" >/dev/null 2>&1 || true
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-ms() { date +%s%N | awk '{ printf "%.1f", $1 / 1e6 }'; }
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f\n", b - a }'; }
+bench_scratch
 die() { echo "start_latency: $*" >&2; exit 1; }
 
 sh "$top/tests/lib/guest/build.sh" "$T/guest"
@@ -72,7 +55,7 @@ virtualization = { virtualMachineCIDRs = [ "10.77.9.0/24" ]; };
 modules = { };
 CONF
 "$build/virtfleetd" -f -c "$T/d.conf" > "$T/d.log" 2>&1 &
-pid=$!
+bench_started $!
 vf() { "$build/virtfleet" --socket "$T/api.sock" "$@"; }
 n=0
 until [ "$(vf get node node-1 -o 'jsonpath={.status.phase}' 2>/dev/null)" = Ready ]; do
@@ -83,7 +66,7 @@ done
 mkfifo "$T/watch"
 vf get vm --watch-only -o 'jsonpath={.metadata.name} {.status.phase} {.status.node}{"\n"}' \
     > "$T/watch" 2>"$T/watch.err" &
-watch_pid=$!
+bench_started $!
 exec 3< "$T/watch"
 
 # vf_round R: create VM bench-R, wait for the watch to report it Running,

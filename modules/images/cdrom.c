@@ -57,13 +57,6 @@ struct cd_job {
  * volume is worked on by one job at a time. */
 static struct cd_job *jobs_in_flight;
 
-static int64_t mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec;
-}
-
 static bool listed(const struct json_object *names, const char *name)
 {
     for (size_t i = 0; names && i < json_object_array_length(names); i++)

@@ -8,30 +8,10 @@
 #include <string.h>
 #include <time.h>
 
-/* o.key when o is an object that has it (json-c answers false for any other
- * type), else NULL. */
-static struct json_object *at(const struct json_object *o, const char *key)
-{
-    struct json_object *v = NULL;
-    return o && json_object_object_get_ex(o, key, &v) ? v : NULL;
-}
-
-/* o.key when it is a string, else NULL. */
-static const char *text_at(const struct json_object *o, const char *key)
-{
-    struct json_object *v = at(o, key);
-    return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
-
-static bool same(const char *a, const char *b)
-{
-    return a && b && !strcmp(a, b);
-}
-
 /* o.key when it is an array (its length into *n), else NULL with *n = 0. */
 static struct json_object *array_at(const struct json_object *o, const char *key, size_t *n)
 {
-    struct json_object *a = at(o, key);
+    struct json_object *a = member(o, key);
     bool is_array = json_object_is_type(a, json_type_array);
     *n = is_array ? json_object_array_length(a) : 0;
     return is_array ? a : NULL;
@@ -47,13 +27,13 @@ void vf_images_set_str(struct json_object *o, const char *key, const char *v)
 
 int64_t vf_images_generation(const struct json_object *obj)
 {
-    struct json_object *g = at(at(obj, "metadata"), "generation");
+    struct json_object *g = member(member(obj, "metadata"), "generation");
     return g ? json_object_get_int64(g) : 0;
 }
 
 struct json_object *vf_images_status_copy(const struct json_object *obj)
 {
-    struct json_object *s = at(obj, "status"), *copy = NULL;
+    struct json_object *s = member(obj, "status"), *copy = NULL;
     if (s && json_object_deep_copy(s, &copy, NULL) == 0)
         return copy;
     return json_object_new_object();
@@ -88,7 +68,7 @@ void vf_images_condition_set(struct json_object *status, const char *type, bool 
         json_object_object_add(status, "conditions", conds);
     }
     for (size_t i = 0; i < n; i++)   /* the last of that type, should there be two */
-        if (same(text_at(json_object_array_get_idx(conds, i), "type"), type))
+        if (str_eq(string(json_object_array_get_idx(conds, i), "type"), type))
             c = json_object_array_get_idx(conds, i);
     if (!c) {
         c = json_object_new_object();
@@ -96,7 +76,7 @@ void vf_images_condition_set(struct json_object *status, const char *type, bool 
         vf_images_set_str(c, "type", type);
     }
     const char *st = ok ? "True" : "False";
-    if (!same(text_at(c, "status"), st) || !text_at(c, "lastTransitionTime")) {
+    if (!str_eq(string(c, "status"), st) || !string(c, "lastTransitionTime")) {
         char when[32];
         vf_images_rfc3339((int64_t)time(NULL), when, sizeof when);
         vf_images_set_str(c, "lastTransitionTime", when);
@@ -115,7 +95,7 @@ void vf_images_condition_remove(struct json_object *status, const char *type)
     struct json_object *kept = json_object_new_array();
     for (size_t i = 0; i < n; i++) {
         struct json_object *e = json_object_array_get_idx(conds, i);
-        if (!same(text_at(e, "type"), type))
+        if (!str_eq(string(e, "type"), type))
             json_object_array_add(kept, json_object_get(e));
     }
     json_object_object_add(status, "conditions", kept);
@@ -124,9 +104,9 @@ void vf_images_condition_remove(struct json_object *status, const char *type)
 bool vf_images_has_finalizer(const struct json_object *obj, const char *which)
 {
     size_t n;
-    struct json_object *f = array_at(at(obj, "metadata"), "finalizers", &n);
+    struct json_object *f = array_at(member(obj, "metadata"), "finalizers", &n);
     for (size_t i = 0; i < n; i++)
-        if (same(json_object_get_string(json_object_array_get_idx(f, i)), which))
+        if (str_eq(json_object_get_string(json_object_array_get_idx(f, i)), which))
             return true;
     return false;
 }
@@ -141,12 +121,12 @@ int vf_images_finalizer_update(const struct vf_core *core, struct vf_module_ctx 
     if (json_object_deep_copy((struct json_object *)obj, &copy, NULL) < 0)
         return -ENOMEM;
     size_t n;
-    struct json_object *meta = at(copy, "metadata");
+    struct json_object *meta = member(copy, "metadata");
     struct json_object *f = array_at(meta, "finalizers", &n);
     struct json_object *next = json_object_new_array();
     for (size_t i = 0; i < n; i++) {
         struct json_object *e = json_object_array_get_idx(f, i);
-        if (!same(json_object_get_string(e), which))
+        if (!str_eq(json_object_get_string(e), which))
             json_object_array_add(next, json_object_get(e));
     }
     if (add)
@@ -158,7 +138,7 @@ int vf_images_finalizer_update(const struct vf_core *core, struct vf_module_ctx 
     json_object_put(copy);
     if (rc < 0 && rc != -ENOENT && rc != -ESTALE)
         core->log(ctx, VF_LOG_ERROR, "%s \"%s\": cannot %s finalizer %s: %s", kind,
-                  text_at(at(obj, "metadata"), "name"), add ? "add" : "remove", which,
+                  string(member(obj, "metadata"), "name"), add ? "add" : "remove", which,
                   err.message);
     return rc;
 }
@@ -174,10 +154,10 @@ void vf_images_progress_text(uint64_t done, uint64_t total, char *buf, size_t le
 bool vf_images_vm_refers(const struct json_object *vm, const char *kind, const char *name)
 {
     size_t n;
-    struct json_object *refs = array_at(at(vm, "spec"), "blockDeviceRefs", &n);
+    struct json_object *refs = array_at(member(vm, "spec"), "blockDeviceRefs", &n);
     for (size_t k = 0; k < n; k++) {
         struct json_object *ref = json_object_array_get_idx(refs, k);
-        if (same(text_at(ref, "kind"), kind) && same(text_at(ref, "name"), name))
+        if (str_eq(string(ref, "kind"), kind) && str_eq(string(ref, "name"), name))
             return true;
     }
     return false;

@@ -2,14 +2,55 @@
  * vd.c (VirtualDisk), do alike to the objects they own: status fields and
  * conditions, writing the status back, their finalizers, the progress column
  * and which VMs name an object.  One copy, so that both show the same status
- * shapes and log the same way.  Loop thread only. */
+ * shapes and log the same way.  Loop thread only.
+ *
+ * Also the module's one copy of the small readers every part of it uses on
+ * objects and settings (member, string, str_eq, mono_s): inline, with the
+ * short names the module's files have always called them by. */
 #ifndef VF_IMAGES_CTL_UTIL_H
 #define VF_IMAGES_CTL_UTIL_H
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <time.h>
 #include <json-c/json.h>
 #include <virtfleet/module.h>
+
+/* ---- small readers ------------------------------------------------------------ */
+
+/* o.key when o is an object that has it, else NULL. */
+static inline struct json_object *member(const struct json_object *o, const char *key)
+{
+    struct json_object *v = NULL;
+    if (!o || !json_object_is_type(o, json_type_object) ||
+        !json_object_object_get_ex(o, key, &v))
+        return NULL;
+    return v;
+}
+
+/* o.key when it is a string, else NULL. */
+static inline const char *string(const struct json_object *o, const char *key)
+{
+    struct json_object *v = member(o, key);
+    return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
+/* Both set and equal: a missing field equals nothing. */
+static inline bool str_eq(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+/* CLOCK_MONOTONIC seconds: back-offs survive changes of the wall clock. */
+static inline int64_t mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
+
+/* ---- status, conditions, finalizers ------------------------------------------- */
 
 /* o.key = v as a string, or no o.key when v is NULL. */
 void vf_images_set_str(struct json_object *o, const char *key, const char *v);

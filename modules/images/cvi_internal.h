@@ -5,6 +5,7 @@
 #ifndef VF_IMAGES_CVI_INTERNAL_H
 #define VF_IMAGES_CVI_INTERNAL_H
 #include "cvi.h"
+#include "ctl_util.h"              /* member, string, str_eq */
 #include "import/fetch.h"
 #include "formats/image_format.h"
 #include "vd_volume.h"
@@ -50,28 +51,6 @@ struct import_job {
     uint64_t stored_bytes;
     struct import_job *next;       /* in jobs_in_flight */
 };
-
-/* ---- small JSON helpers ------------------------------------------------------- */
-
-static inline struct json_object *member(const struct json_object *o, const char *key)
-{
-    struct json_object *v = NULL;
-    if (!o || !json_object_is_type(o, json_type_object) ||
-        !json_object_object_get_ex(o, key, &v))
-        return NULL;
-    return v;
-}
-
-static inline const char *string(const struct json_object *o, const char *key)
-{
-    struct json_object *v = member(o, key);
-    return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
-
-static inline bool str_eq(const char *a, const char *b)
-{
-    return a && b && strcmp(a, b) == 0;
-}
 
 /* ---- the kind (cvi_kind.c) ------------------------------------------------------ */
 

@@ -106,34 +106,7 @@ static bool volume_busy(const char *volume)
     return false;
 }
 
-/* ---- small helpers ------------------------------------------------------------ */
-
-static struct json_object *member(const struct json_object *o, const char *key)
-{
-    struct json_object *v = NULL;
-    if (!o || !json_object_is_type(o, json_type_object) ||
-        !json_object_object_get_ex(o, key, &v))
-        return NULL;
-    return v;
-}
-
-static const char *string(const struct json_object *o, const char *key)
-{
-    struct json_object *v = member(o, key);
-    return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
-
-static bool str_eq(const char *a, const char *b)
-{
-    return a && b && strcmp(a, b) == 0;
-}
-
-static int64_t mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec;
-}
+/* ---- small helpers (member, string, str_eq, mono_s: ctl_util.h) ---------------- */
 
 static void set_phase(struct json_object *status, const char *phase, const char *reason,
                       const char *msg)

@@ -3,32 +3,13 @@
  * columns, validation), quantities, and the virtualDisks.* settings with the
  * choice of a disk's storage class. */
 #include "vd.h"
+#include "ctl_util.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static struct json_object *member(const struct json_object *o, const char *key)
-{
-    struct json_object *v = NULL;
-    if (!o || !json_object_is_type(o, json_type_object) ||
-        !json_object_object_get_ex(o, key, &v))
-        return NULL;
-    return v;
-}
-
-static const char *string(const struct json_object *o, const char *key)
-{
-    struct json_object *v = member(o, key);
-    return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
-
-static bool str_eq(const char *a, const char *b)
-{
-    return a && b && strcmp(a, b) == 0;
-}
 
 /* ---- quantities ------------------------------------------------------------------ */
 

@@ -19,44 +19,24 @@
 # node never went NotReady: that check fails every time on the old code.
 # Never skipped: a missing tool is a failure.
 . "$(dirname "$0")/lib.sh"
-CLUSTER="$top_srcdir/tests/lib/cluster.sh"
-FIXTURE="$top_builddir/tests/lib/http_fixture"
-MODULE="$top_builddir/modules/images/.libs/images.so"
-
-missing=
-[ "$(id -u)" = 0 ] || missing=" root (libvirtd's QEMU driver needs it)"
-for t in libvirtd virsh tini unshare setsid qemu-system-x86_64 curl cmp stat; do
-    command -v "$t" >/dev/null 2>&1 || missing="$missing $t"
-done
-[ -x "$FIXTURE" ] || missing="$missing $FIXTURE (make check builds it)"
-[ -f "$MODULE" ] || missing="$missing $MODULE (configure --enable-images)"
-if [ -n "$missing" ]; then
-    not_ok "prerequisites: missing$missing; run scripts/install-deps.sh as root"
-    done_testing
-fi
+need_nodes
+need_tools curl cmp stat
+need_fixture
+need_images_module
+prerequisites_met
 ok "prerequisites are installed"
 
-vf_setup
-ln -s "$MODULE" "$T/modules/images.so"
-CL="$T/cl"
+STOPPED=
+# shellcheck disable=SC2016
+CLEANUP='[ -z "$STOPPED" ] || kill -CONT $STOPPED 2>/dev/null; fixtures_stop'
+cluster_setup
+ln -s "$IMAGES_MODULE" "$T/modules/images.so"
 W="$T/www"
 mkdir -p "$W" "$T/pool"
-FIXTURE_PID=
-STOPPED=
-# shellcheck disable=SC2086
-trap '[ -z "$STOPPED" ] || kill -CONT $STOPPED 2>/dev/null
-      [ -z "$FIXTURE_PID" ] || { kill "$FIXTURE_PID" 2>/dev/null; wait "$FIXTURE_PID" 2>/dev/null; }
-      sh "$CLUSTER" down "$CL" >/dev/null 2>&1; vf_teardown' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 # Generous for a loaded machine; every wait is a poll that ends sooner.
 WAIT=${DISK_NODE_HANG_WAIT:-60}
 SIZE_MIB=512
 
-logs() { diag "--- daemon.log"; diag "$(grep -v ' debug ' "$T/daemon.log" | tail -n 30)"; }
-fail_out() { not_ok "$1"; logs; done_testing; }
-field() { vf get "$1" "$2" -o "jsonpath={$3}" 2>/dev/null; }
-phase_is() { [ "$(field "$1" "$2" .status.phase)" = "$3" ]; }
 node_phase_is() { [ "$(field node node-1 .status.phase)" = "$1" ]; }
 daemon_alive() { kill -0 "$DAEMON_PID" 2>/dev/null; }
 get_nodes() { vf get nodes >/dev/null 2>&1; }
@@ -69,32 +49,27 @@ ready_cond() {
     done
 }
 
-sh "$CLUSTER" up 1 "$CL" >"$T/nodes" 2>"$T/up.err" ||
-    { diag "$(cat "$T/up.err")"; fail_out "cluster.sh brings up a node"; }
-U1=$(sh "$CLUSTER" uri "$CL" 1)
+cluster_up 1
+U1=$(node_uri node-1)
 virsh -q -c "$U1" pool-define-as local dir --target "$T/pool" >"$T/pool.log" 2>&1 &&
     virsh -q -c "$U1" pool-start local >>"$T/pool.log" 2>&1 ||
     { diag "$(cat "$T/pool.log")"; fail_out "virsh defines and starts pool \"local\""; }
 ok "node-1 is up with a directory pool \"local\""
 
 head -c "$((SIZE_MIB * 1048576))" /dev/urandom > "$W/big.raw"
-"$FIXTURE" --root "$W" --port-file "$T/port" 2>"$T/fixture.log" &
-FIXTURE_PID=$!
-wait_for 20 test -s "$T/port" || fail_out "http_fixture starts"
+http_fixture_start fixture "$W" || fail_out "http_fixture starts"
 
 NODES_CONFIG="nodes = ( { name = \"node-1\"; uri = \"$U1\"; } );"
 export NODES_CONFIG
-write_config "images = { enabled = true; version = 1; settings = {
-    dvcr = { storage = { path = \"$T/dvcr\"; size = \"1Gi\"; }; };
+write_config "$(images_module_config 1Gi "
     virtualDisks = { storageClasses = [ \"local:local\" ]; defaultStorageClassName = \"local\"; };
-  }; };"
+    upload = { listen = \"127.0.0.1:0\"; };")"
 vf_start || fail_out "the daemon starts with the images module and node-1"
 wait_for 30 node_phase_is Ready || fail_out "node-1 is Ready"
-wait_for 20 sh -c "'$VIRTFLEET' --socket '$SOCK' modules | grep -q 'images.*Running'" ||
-    fail_out "the images module is Running"
+wait_images_running
 
-printf 'apiVersion: virtualization.deckhouse.io/v1alpha2\nkind: ClusterVirtualImage\nmetadata:\n  name: big\nspec:\n  dataSource:\n    type: HTTP\n    http:\n      url: http://127.0.0.1:%s/files/big.raw\n' \
-    "$(cat "$T/port")" | vf apply -f - >/dev/null
+printf 'apiVersion: virtualization.deckhouse.io/v1alpha2\nkind: ClusterVirtualImage\nmetadata:\n  name: big\nspec:\n  dataSource:\n    type: HTTP\n    http:\n      url: http://%s/files/big.raw\n' \
+    "$(fixture_addr fixture)" | vf apply -f - >/dev/null
 wait_for "$WAIT" phase_is cvi big Ready || fail_out "the ${SIZE_MIB} MiB image is imported (Ready)"
 ok "ClusterVirtualImage big (${SIZE_MIB} MiB of random bytes) is Ready"
 

@@ -13,41 +13,23 @@
 # killed meanwhile (the copy starts over after the restart).  Never skipped: a
 # missing tool is a failure.
 . "$(dirname "$0")/lib.sh"
-CLUSTER="$top_srcdir/tests/lib/cluster.sh"
-MODULE="$top_builddir/modules/images/.libs/images.so"
 
-missing=
-[ "$(id -u)" = 0 ] || missing=" root (libvirtd's QEMU driver needs it)"
-for t in libvirtd virsh tini unshare setsid qemu-system-x86_64 qemu-img qemu-io as ld curl cmp \
-    sha256sum; do
-    command -v "$t" >/dev/null 2>&1 || missing="$missing $t"
-done
-[ -f "$MODULE" ] || missing="$missing $MODULE (configure --enable-images)"
-if [ -n "$missing" ]; then
-    not_ok "prerequisites: missing$missing; run scripts/install-deps.sh as root"
-    done_testing
-fi
+need_nodes
+need_tools qemu-img qemu-io curl cmp sha256sum
+need_images_module
+prerequisites_met
 ok "prerequisites are installed"
 
-vf_setup
-ln -s "$MODULE" "$T/modules/images.so"
-CL="$T/cl"
+STOPPED=
+# shellcheck disable=SC2016,SC2086
+CLEANUP='[ -z "$STOPPED" ] || kill -CONT $STOPPED 2>/dev/null'
+cluster_setup
+ln -s "$IMAGES_MODULE" "$T/modules/images.so"
 W="$T/files"
 mkdir -p "$W"
-STOPPED=
-# shellcheck disable=SC2086
-trap '[ -z "$STOPPED" ] || kill -CONT $STOPPED 2>/dev/null; sh "$CLUSTER" down "$CL" >/dev/null 2>&1; vf_teardown' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 # Generous for TCG on a loaded machine; every wait is a poll that ends sooner.
 WAIT=${IMAGE_FROM_DISK_WAIT:-60}
 
-logs() { diag "--- daemon.log"; diag "$(grep -v ' debug api:' "$T/daemon.log" | tail -n 30)"; }
-fail_out() { not_ok "$1"; logs; done_testing; }
-quiet() { "$@" >/dev/null 2>&1; }
-field() { vf get "$1" "$2" -o "jsonpath={$3}" 2>/dev/null; }
-phase_is() { [ "$(field "$1" "$2" .status.phase)" = "$3" ]; }
-gone() { ! vf get "$1" "$2" >/dev/null 2>&1; }
 # cond KIND NAME TYPE FIELD: a field of the object's condition of that type.
 cond() {
     vf get "$1" "$2" -o yaml 2>/dev/null | awk -v t="$3" -v f="$4" '
@@ -58,15 +40,12 @@ cond() {
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 allocated() { stat -c '%b %B' "$1" 2>/dev/null | awk '{ print $1 * $2 }'; }
 
-sh "$top_srcdir/tests/lib/guest/build.sh" "$T/guest" 2>"$T/guest.err" ||
-    { diag "$(cat "$T/guest.err")"; fail_out "the test guests build"; }
-KERNEL="$T/guest/fill.elf"
-sh "$CLUSTER" up 2 "$CL" >"$T/nodes" 2>"$T/up.err" ||
-    { diag "$(cat "$T/up.err")"; fail_out "cluster.sh brings up 2 nodes"; }
+guests_build
+cluster_up 2
 ok "cluster.sh brings up 2 nodes (domain type $(cat "$CL/domain-type"))"
-U1=$(sh "$CLUSTER" uri "$CL" 1)
-U2=$(sh "$CLUSTER" uri "$CL" 2)
-node_uri() { case $1 in node-1) echo "$U1" ;; node-2) echo "$U2" ;; esac; }
+NODES="node-1 node-2"
+U1=$(node_uri node-1)
+U2=$(node_uri node-2)
 
 mkdir -p "$T/pool-1" "$T/pool-2"
 pools_ok=true
@@ -82,16 +61,12 @@ NODES_CONFIG="nodes = (
   { name = \"node-1\"; uri = \"$U1\"; },
   { name = \"node-2\"; uri = \"$U2\"; } );"
 export NODES_CONFIG
-write_config "images = { enabled = true; version = 1; settings = {
-    dvcr = { storage = { path = \"$T/dvcr\"; size = \"1Gi\"; }; };
+write_config "$(images_module_config 1Gi "
     virtualDisks = { storageClasses = [ \"local:local\" ]; defaultStorageClassName = \"local\"; };
-    upload = { listen = \"127.0.0.1:0\"; };
-  }; };" 'virtualization = { virtualMachineCIDRs = [ "10.77.7.0/28" ]; };'
+    upload = { listen = \"127.0.0.1:0\"; };")" 'virtualization = { virtualMachineCIDRs = [ "10.77.7.0/28" ]; };'
 vf_start || fail_out "the daemon starts with the images module and two nodes"
-nodes_ready() { [ "$(vf get nodes 2>/dev/null | awk 'NR > 1 && $2 == "Ready"' | wc -l)" -eq 2 ]; }
 wait_for 30 nodes_ready || fail_out "both nodes are Ready"
-wait_for 20 sh -c "'$VIRTFLEET' --socket '$SOCK' modules | grep -q 'images.*Running'" ||
-    fail_out "the images module is Running"
+wait_images_running
 ok "the daemon runs the images module with both nodes Ready"
 
 # cvi NAME TYPE [KIND SOURCE]: an image of type Upload, or ObjectRef to KIND SOURCE.
@@ -196,11 +171,11 @@ download later "$W/later.expect"
 check "... holding the disk's bytes (cmp)" cmp -s "$W/later.expect" "$(field cvi late .status.target.path)"
 
 # ---- a disk a VM runs from -----------------------------------------------------------
-running_on() { [ "$(field vm "$1" .status.phase)" = Running ] && [ "$(field vm "$1" .status.node)" = "$2" ]; }
+vm_runs_on() { [ "$(field vm "$1" .status.phase)" = Running ] && [ "$(field vm "$1" .status.node)" = "$2" ]; }
 printf 'apiVersion: virtfleet.io/v1alpha2\nkind: VirtualMachine\nmetadata:\n  name: vm1\nspec:\n  runPolicy: AlwaysOn\n  cpu: { cores: 1 }\n  memory: { size: 128Mi }\n  kernel: { path: "%s" }\n  blockDeviceRefs:\n    - { kind: VirtualDisk, name: disk }\n' "$KERNEL" |
     quiet vf apply -f -
-wait_for "$WAIT" running_on vm1 "$D_NODE" || logs
-check "vm1 with disk runs on $D_NODE" running_on vm1 "$D_NODE"
+wait_for "$WAIT" vm_runs_on vm1 "$D_NODE" || logs
+check "vm1 with disk runs on $D_NODE" vm_runs_on vm1 "$D_NODE"
 check "an image from the disk vm1 uses is accepted" quiet cvi busy ObjectRef VirtualDisk disk
 busy_waits() { phase_is cvi busy Pending && [ "$(cond cvi busy Ready reason)" = DiskInUse ]; }
 wait_for 20 busy_waits

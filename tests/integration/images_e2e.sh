@@ -11,43 +11,28 @@
 # files; a daemon killed mid-download resumes with a Range request and ends
 # Ready; upload URLs are single-use and expire.  Never skipped: a missing tool is a failure.
 . "$(dirname "$0")/lib.sh"
-FIXTURE="$top_builddir/tests/lib/http_fixture"
-MODULE="$top_builddir/modules/images/.libs/images.so"
 REGISTRY="$top_srcdir/tests/lib/registry.sh"
 OCI="$top_srcdir/tests/lib/oci_image.sh"
 
-missing=
-for t in curl qemu-img xz xorriso skopeo docker-registry sha256sum cmp; do
-    command -v "$t" >/dev/null 2>&1 || missing="$missing $t"
-done
-[ -x "$FIXTURE" ] || missing="$missing $FIXTURE (make check builds it)"
-[ -f "$MODULE" ] || missing="$missing $MODULE (configure --enable-images)"
-if [ -n "$missing" ]; then
-    not_ok "prerequisites: missing$missing; run scripts/install-deps.sh as root"
-    done_testing
-fi
+need_tools curl qemu-img xz xorriso skopeo docker-registry sha256sum cmp
+need_fixture
+need_images_module
+prerequisites_met
 ok "prerequisites are installed"
 
 vf_setup
-ln -s "$MODULE" "$T/modules/images.so"
+ln -s "$IMAGES_MODULE" "$T/modules/images.so"
 W="$T/www"
 mkdir -p "$W"
-FIXTURE_PID=
-AFIXTURE_PID=
-stop_fixture() { [ -z "$FIXTURE_PID" ] || { kill "$FIXTURE_PID" 2>/dev/null; wait "$FIXTURE_PID" 2>/dev/null; }; }
-trap 'stop_fixture; [ -z "$AFIXTURE_PID" ] || kill "$AFIXTURE_PID" 2>/dev/null; sh "$REGISTRY" down "$T/registry" >/dev/null 2>&1; vf_teardown' EXIT
+trap 'fixtures_stop; sh "$REGISTRY" down "$T/registry" >/dev/null 2>&1; vf_teardown' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 # Generous: a loaded 2-core machine; every wait is a poll that ends sooner.
 WAIT=${IMAGES_WAIT:-60}
 
-logs() { diag "--- daemon.log"; diag "$(grep -v ' debug api:' "$T/daemon.log" | tail -n 30)"; }
-fail_out() { not_ok "$1"; logs; done_testing; }
-field() { vf get cvi "$1" -o "jsonpath={$2}" 2>/dev/null; }
-phase() { field "$1" .status.phase; }
-reason() { field "$1" '.status.conditions[0].reason'; }
-message() { field "$1" '.status.conditions[0].message'; }
-phase_is() { [ "$(phase "$1")" = "$2" ]; }
+phase() { field cvi "$1" .status.phase; }
+reason() { field cvi "$1" '.status.conditions[0].reason'; }
+message() { field cvi "$1" '.status.conditions[0].message'; }
 final() { p=$(phase "$1"); [ "$p" = Ready ] || [ "$p" = Failed ]; }
 # wait_final NAME: until Ready or Failed; then prints the phase.
 wait_final() { wait_for "$WAIT" final "$1"; phase "$1"; }
@@ -88,17 +73,14 @@ check "the test images are made (qemu-img, xz, xorriso)" \
     test -s "$W/disk.qcow2" -a -s "$W/disk.raw.xz" -a -s "$W/backing.qcow2" -a -s "$W/cd.iso"
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
-"$FIXTURE" --root "$W" --port-file "$T/port" 2>"$T/fixture.log" &
-FIXTURE_PID=$!
-wait_for 20 test -s "$T/port" || fail_out "http_fixture starts"
-H="http://127.0.0.1:$(cat "$T/port")"
+http_fixture_start fixture "$W" || fail_out "http_fixture starts"
+H="http://$(fixture_addr fixture)"
 ok "http_fixture serves on $H"
 # A second one: a registry (/v2/) whose token service wants reguser:regpass.
 mkdir -p "$T/authroot"
-"$FIXTURE" --root "$T/authroot" --port-file "$T/aport" --token-auth reguser:regpass 2>"$T/afixture.log" &
-AFIXTURE_PID=$!
-wait_for 20 test -s "$T/aport" || fail_out "http_fixture --token-auth starts"
-AREG="127.0.0.1:$(cat "$T/aport")"
+http_fixture_start afixture "$T/authroot" --token-auth reguser:regpass ||
+    fail_out "http_fixture --token-auth starts"
+AREG=$(fixture_addr afixture)
 # auth_file USER:PASS MODE: $T/auth.json as docker writes it.
 auth_file() {
     printf '{"auths": {"other.example:5000": {"auth": "%s"}, "%s": {"auth": "%s"}}}\n' \
@@ -115,18 +97,16 @@ ok "a registry runs on $REG"
 
 # images_config QUOTA: the daemon's config with the images module.
 images_config() {
-    write_config "images = { enabled = true; version = 1; settings = {
-    dvcr = { storage = { path = \"$T/dvcr\"; size = \"$1\"; }; };
+    write_config "$(images_module_config "$1" "
     virtualImages = { allowedStorageClassNames = [ \"local\" ]; defaultStorageClassName = \"local\"; };
     upload = { listen = \"127.0.0.1:0\"; timeout = \"15s\"; };
     import = { maxRetries = 3; stallTimeout = \"10s\"; insecureRegistries = [ \"$REG\", \"$AREG\" ];
-               authFile = \"$T/auth.json\"; };
-  }; };" 'virtualization = { virtualMachineCIDRs = [ "10.77.9.0/28" ]; };'
+               authFile = \"$T/auth.json\"; };")" \
+        'virtualization = { virtualMachineCIDRs = [ "10.77.9.0/28" ]; };'
 }
 images_config 64Mi
 vf_start || fail_out "the daemon starts with the images module"
-wait_for 20 sh -c "'$VIRTFLEET' --socket '$SOCK' modules | grep -q 'images.*Running'" ||
-    { vf modules | while read -r l; do diag "$l"; done; fail_out "the images module is Running"; }
+wait_images_running
 ok "the daemon runs the images module"
 
 # ---- upload expiry: started first, judged at the end ----------------------------------------
@@ -140,14 +120,14 @@ WATCH_PID=$!
 wait_for 20 grep -q '^NAME' "$T/watch.out" || diag "get cvi -w printed no header"
 http_cvi ubuntu-22-04 "$H/slow/524288/files/disk.qcow2"
 check "HTTP qcow2: Ready" [ "$(wait_final ubuntu-22-04)" = Ready ]
-check "HTTP qcow2: format qcow2" [ "$(field ubuntu-22-04 .status.format)" = qcow2 ]
-check "HTTP qcow2: cdrom false" [ "$(field ubuntu-22-04 .status.cdrom)" = false ]
-check "HTTP qcow2: progress 100%" [ "$(field ubuntu-22-04 .status.progress)" = 100% ]
+check "HTTP qcow2: format qcow2" [ "$(field cvi ubuntu-22-04 .status.format)" = qcow2 ]
+check "HTTP qcow2: cdrom false" [ "$(field cvi ubuntu-22-04 .status.cdrom)" = false ]
+check "HTTP qcow2: progress 100%" [ "$(field cvi ubuntu-22-04 .status.progress)" = 100% ]
 check "HTTP qcow2: sha256 of the download" \
-    [ "$(field ubuntu-22-04 .status.checksums.sha256)" = "$(sha "$W/disk.qcow2")" ]
+    [ "$(field cvi ubuntu-22-04 .status.checksums.sha256)" = "$(sha "$W/disk.qcow2")" ]
 check "HTTP qcow2: unpacked size is the virtual size" \
-    [ "$(field ubuntu-22-04 .status.size.unpackedBytes)" = 8388608 ]
-TARGET=$(field ubuntu-22-04 .status.target.path)
+    [ "$(field cvi ubuntu-22-04 .status.size.unpackedBytes)" = 8388608 ]
+TARGET=$(field cvi ubuntu-22-04 .status.target.path)
 check "HTTP qcow2: stored as a qcow2 file in the image store" \
     sh -c "case '$TARGET' in '$T/dvcr/images/'*.qcow2) test -f '$TARGET' ;; *) false ;; esac"
 check "HTTP qcow2: qemu-img reads the stored image as the original" \
@@ -172,11 +152,11 @@ check "get cvi -w: the phases go Pending, Provisioning, Ready and nothing else" 
 http_cvi xz-raw "$H/files/disk.raw.xz"
 check "HTTP xz raw: Ready" [ "$(wait_final xz-raw)" = Ready ]
 check "HTTP xz raw: stored as raw, sha256 of the download" \
-    [ "$(field xz-raw .status.format) $(field xz-raw .status.checksums.sha256)" = "raw $(sha "$W/disk.raw.xz")" ]
-check "HTTP xz raw: the stored file is the unpacked image" cmp -s "$(field xz-raw .status.target.path)" "$W/disk.raw"
-check "HTTP xz raw: unpacked 8388608 bytes" [ "$(field xz-raw .status.size.unpackedBytes)" = 8388608 ]
+    [ "$(field cvi xz-raw .status.format) $(field cvi xz-raw .status.checksums.sha256)" = "raw $(sha "$W/disk.raw.xz")" ]
+check "HTTP xz raw: the stored file is the unpacked image" cmp -s "$(field cvi xz-raw .status.target.path)" "$W/disk.raw"
+check "HTTP xz raw: unpacked 8388608 bytes" [ "$(field cvi xz-raw .status.size.unpackedBytes)" = 8388608 ]
 check "HTTP xz raw: stored sparse (holes kept)" \
-    [ "$(field xz-raw .status.size.storedBytes)" -lt 4194304 ]
+    [ "$(field cvi xz-raw .status.size.storedBytes)" -lt 4194304 ]
 
 # The sha256 of another file: a checksum that does not match.
 http_cvi bad-sum "$H/files/disk.qcow2" "      checksum:
@@ -199,7 +179,7 @@ check "qcow2 with a backing file: reason Refused, message names it" \
 
 http_cvi cd "$H/redirect/2/files/cd.iso"
 check "ISO (behind 2 redirects): Ready" [ "$(wait_final cd)" = Ready ]
-check "ISO: cdrom true, stored raw" [ "$(field cd .status.cdrom) $(field cd .status.format)" = "true raw" ]
+check "ISO: cdrom true, stored raw" [ "$(field cvi cd .status.cdrom) $(field cvi cd .status.format)" = "true raw" ]
 
 http_cvi too-big "$H/files/big.raw"
 TB_UID=$(uid_of too-big)
@@ -209,10 +189,10 @@ check "over the quota: no files left" no_files_of "$TB_UID"
 
 # ---- the spec: may change until Ready, never after ------------------------------------------
 http_cvi changing "$H/slow/65536/files/slow.raw"
-wait_for "$WAIT" phase_is changing Provisioning
+wait_for "$WAIT" phase_is cvi changing Provisioning
 http_cvi changing "$H/files/disk.raw.xz"
 check "a spec change before Ready restarts the import with the new source" \
-    [ "$(wait_final changing) $(field changing .status.checksums.sha256)" = "Ready $(sha "$W/disk.raw.xz")" ]
+    [ "$(wait_final changing) $(field cvi changing .status.checksums.sha256)" = "Ready $(sha "$W/disk.raw.xz")" ]
 http_cvi changing "$H/files/disk.qcow2" 2>"$T/frozen.err" && frozen=changed || frozen=refused
 diag "$(cat "$T/frozen.err")"
 check "a spec change after Ready is refused with a reason" \
@@ -233,42 +213,42 @@ spec:
 EOF
 check "ObjectRef: Ready" [ "$(wait_final copy)" = Ready ]
 check "ObjectRef: a byte-identical copy with the source's checksums" \
-    sh -c "cmp -s '$(field copy .status.target.path)' '$TARGET' &&
-           [ '$(field copy .status.checksums.sha256)' = '$(sha "$W/disk.qcow2")' ]"
+    sh -c "cmp -s '$(field cvi copy .status.target.path)' '$TARGET' &&
+           [ '$(field cvi copy .status.checksums.sha256)' = '$(sha "$W/disk.qcow2")' ]"
 
 # ---- uploads ------------------------------------------------------------------------------
 vf apply -f "$top_srcdir/data/examples/images/upload.yaml" >/dev/null
-wait_for "$WAIT" phase_is some-image WaitForUserUpload
-URL=$(field some-image .status.imageUploadURLs.external)
+wait_for "$WAIT" phase_is cvi some-image WaitForUserUpload
+URL=$(field cvi some-image .status.imageUploadURLs.external)
 diag "upload URL: $URL"
 check "Upload: WaitForUserUpload with an unguessable URL" \
     sh -c "echo '$URL' | grep -Eq '^http://127\.0\.0\.1:[0-9]+/upload/[0-9a-f]{64}$'"
-check "Upload: inCluster URL too" [ -n "$(field some-image .status.imageUploadURLs.inCluster)" ]
+check "Upload: inCluster URL too" [ -n "$(field cvi some-image .status.imageUploadURLs.inCluster)" ]
 code=$(curl -s -o /dev/null -w '%{http_code}' "$(echo "$URL" | sed 's/[0-9a-f]\{8\}$/00000000/')" -T "$W/disk.qcow2")
 check "Upload: a wrong token gets 404" [ "$code" = 404 ]
 code=$(curl -s -o /dev/null -w '%{http_code}' "$URL" -T "$W/big.raw")
 check "Upload: a body over the quota is refused with 413" [ "$code" = 413 ]
-check "Upload: still WaitForUserUpload after the refusal" phase_is some-image WaitForUserUpload
+check "Upload: still WaitForUserUpload after the refusal" phase_is cvi some-image WaitForUserUpload
 curl -sf "$URL" --progress-bar -T "$W/disk.qcow2" > "$T/curl.out" 2>/dev/null
 check "Upload: curl URL --progress-bar -T FILE is accepted" grep -q received "$T/curl.out"
 check "Upload: Ready" [ "$(wait_final some-image)" = Ready ]
 check "Upload: qcow2 with the file's sha256" \
-    [ "$(field some-image .status.format) $(field some-image .status.checksums.sha256)" = "qcow2 $(sha "$W/disk.qcow2")" ]
+    [ "$(field cvi some-image .status.format) $(field cvi some-image .status.checksums.sha256)" = "qcow2 $(sha "$W/disk.qcow2")" ]
 code=$(curl -s -o /dev/null -w '%{http_code}' "$URL" -T "$W/disk.qcow2")
 check "Upload: the URL is single-use (HTTP $code)" sh -c "[ $code = 404 ] || [ $code = 409 ]"
 
 upload_cvi chunked
-wait_for "$WAIT" phase_is chunked WaitForUserUpload
-curl -sf -H 'Transfer-Encoding: chunked' "$(field chunked .status.imageUploadURLs.external)" \
+wait_for "$WAIT" phase_is cvi chunked WaitForUserUpload
+curl -sf -H 'Transfer-Encoding: chunked' "$(field cvi chunked .status.imageUploadURLs.external)" \
     -T "$W/disk.raw.xz" >/dev/null
-check "Upload chunked (xz raw): Ready, raw" [ "$(wait_final chunked) $(field chunked .status.format)" = "Ready raw" ]
+check "Upload chunked (xz raw): Ready, raw" [ "$(wait_final chunked) $(field cvi chunked .status.format)" = "Ready raw" ]
 
 upload_cvi cli-up
 vf upload cvi cli-up "$W/cd.iso" > "$T/up.out" 2> "$T/up.err"
 rc=$?
 diag "$(cat "$T/up.out" "$T/up.err")"
 check "virtfleet upload cvi: exit 0 and says Ready" sh -c "[ $rc = 0 ] && grep -q Ready '$T/up.out'"
-check "virtfleet upload cvi: an ISO, cdrom true" [ "$(field cli-up .status.cdrom)" = true ]
+check "virtfleet upload cvi: an ISO, cdrom true" [ "$(field cvi cli-up .status.cdrom)" = true ]
 upload_cvi cli-bad
 vf upload cvi cli-bad "$W/backing.qcow2" > /dev/null 2> "$T/up.err"
 rc=$?
@@ -277,7 +257,7 @@ check "virtfleet upload cvi: exit 1 with the reason on Failed" sh -c "[ $rc = 1 
 
 check "Upload: an unused URL expires: Failed UploadExpired" \
     sh -c "[ '$(wait_final expiring)' = Failed ] && [ '$(reason expiring)' = UploadExpired ]"
-check "Upload: an expired image shows no URL any more" [ -z "$(field expiring .status.imageUploadURLs.external)" ]
+check "Upload: an expired image shows no URL any more" [ -z "$(field cvi expiring .status.imageUploadURLs.external)" ]
 
 # ---- registry -----------------------------------------------------------------------------
 sh "$OCI" make_disk_image "$T/oci" "$W/disk.qcow2" v1 >/dev/null 2>"$T/oci.err" &&
@@ -297,8 +277,8 @@ EOF
 check "ContainerImage from a registry: Ready" [ "$(wait_final ubuntu-2204)" = Ready ]
 diag "registry: $(reason ubuntu-2204): $(message ubuntu-2204)"
 check "ContainerImage: qcow2 with the disk file's sha256" \
-    [ "$(field ubuntu-2204 .status.format) $(field ubuntu-2204 .status.checksums.sha256)" = "qcow2 $(sha "$W/disk.qcow2")" ]
-check "ContainerImage: the status names the file taken from /disk/" [ "$(field ubuntu-2204 .status.source.file)" = disk.qcow2 ]
+    [ "$(field cvi ubuntu-2204 .status.format) $(field cvi ubuntu-2204 .status.checksums.sha256)" = "qcow2 $(sha "$W/disk.qcow2")" ]
+check "ContainerImage: the status names the file taken from /disk/" [ "$(field cvi ubuntu-2204 .status.source.file)" = disk.qcow2 ]
 
 # An xz disk file in the layer: decoded while the layer streams in.  And a
 # copy of it whose layer blob is changed in the registry's storage: the
@@ -317,9 +297,9 @@ cp "$W/disk.raw.xz" "$W/corrupt.raw.xz"
 registry_cvi reg-xz "$REG/images/disk:xz"
 check "ContainerImage, xz disk file: Ready" [ "$(wait_final reg-xz)" = Ready ]
 check "ContainerImage, xz disk file: stored raw, the unpacked image, the xz file's sha256" \
-    sh -c "[ '$(field reg-xz .status.format) $(field reg-xz .status.source.compression)' = 'raw xz' ] &&
-           [ '$(field reg-xz .status.checksums.sha256)' = '$(sha "$W/disk.raw.xz")' ] &&
-           cmp -s '$(field reg-xz .status.target.path)' '$W/disk.raw'"
+    sh -c "[ '$(field cvi reg-xz .status.format) $(field cvi reg-xz .status.source.compression)' = 'raw xz' ] &&
+           [ '$(field cvi reg-xz .status.checksums.sha256)' = '$(sha "$W/disk.raw.xz")' ] &&
+           cmp -s '$(field cvi reg-xz .status.target.path)' '$W/disk.raw'"
 registry_cvi reg-corrupt "$REG/images/corrupt:c1"
 RC_UID=$(uid_of reg-corrupt)
 check "ContainerImage, a layer changed in the registry: Failed" [ "$(wait_final reg-corrupt)" = Failed ]
@@ -369,7 +349,7 @@ chmod 600 "$T/auth.json"
 reg_cvi priv "$AREG/private/disk:v1"
 check "after chmod 600 (no reload: the file is read at each import): Ready" [ "$(wait_final priv)" = Ready ]
 check "... with the disk file's sha256" \
-    [ "$(field priv .status.format) $(field priv .status.checksums.sha256)" = "qcow2 $(sha "$W/disk.qcow2")" ]
+    [ "$(field cvi priv .status.format) $(field cvi priv .status.checksums.sha256)" = "qcow2 $(sha "$W/disk.qcow2")" ]
 check "the registry served a manifest only with a bearer token" \
     grep -q "REQ GET /v2/private/disk/manifests/v1 .*auth=bearer" "$T/afixture.log"
 vf delete cvi priv-wrong priv-open priv >/dev/null 2>&1
@@ -383,13 +363,13 @@ check "kill -9 mid-import: still Provisioning on disk, partial download kept" \
     sh -c "find '$T/dvcr/tmp' -name '*.download' -size +300k | grep -q ."
 vf_start || fail_out "the daemon restarts after kill -9"
 check "kill -9 mid-import: Ready after the restart" [ "$(wait_final resumed)" = Ready ]
-check "kill -9 mid-import: the stored image is the file" cmp -s "$(field resumed .status.target.path)" "$W/slow.raw"
+check "kill -9 mid-import: the stored image is the file" cmp -s "$(field cvi resumed .status.target.path)" "$W/slow.raw"
 check "kill -9 mid-import: the download resumed with a Range request" \
     grep -Eq 'REQ GET /slow/262144/files/slow.raw .*range=bytes=[1-9][0-9]*-' "$T/fixture.log"
 
 # ---- SIGTERM mid-import: the module stops its job, keeps the download ------------------------
 http_cvi stopped "$H/slow/262144/files/slow.raw"
-wait_for "$WAIT" phase_is stopped Provisioning
+wait_for "$WAIT" phase_is cvi stopped Provisioning
 STOPPED_UID=$(uid_of stopped)
 wait_for "$WAIT" sh -c "[ \"\$(find '$T/dvcr/tmp' -name '$STOPPED_UID.download' -size +300k | wc -l)\" -ge 1 ]" ||
     diag "no partial download appeared"
@@ -402,7 +382,7 @@ check "SIGTERM mid-import: Ready after the restart, the file intact" \
 
 # ---- delete mid-import: the job is canceled, nothing is left ------------------------------------
 http_cvi doomed "$H/slow/65536/files/slow.raw"
-wait_for "$WAIT" phase_is doomed Provisioning
+wait_for "$WAIT" phase_is cvi doomed Provisioning
 DOOMED_UID=$(uid_of doomed)
 wait_for "$WAIT" sh -c "find '$T/dvcr/tmp' -name '$DOOMED_UID.download' -size +60k | grep -q ."
 vf delete cvi doomed >/dev/null
@@ -425,7 +405,7 @@ spec:
 EOF
 CD_UID=$(uid_of cd)
 vf delete cvi cd >/dev/null
-check "delete while a VM uses it: Terminating" wait_for "$WAIT" phase_is cd Terminating
+check "delete while a VM uses it: Terminating" wait_for "$WAIT" phase_is cvi cd Terminating
 sleep 1
 check "delete while a VM uses it: the condition names the VM" \
     sh -c "'$VIRTFLEET' --socket '$SOCK' describe cvi cd | grep -q uses-cd"

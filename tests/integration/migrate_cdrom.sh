@@ -10,45 +10,24 @@
 # copies from both nodes.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/migrate_common.sh"
-FIXTURE="$top_builddir/tests/lib/http_fixture"
-IMAGES="$top_builddir/modules/images/.libs/images.so"
-for t in "$FIXTURE" "$IMAGES"; do
-    [ -e "$t" ] || { not_ok "prerequisites: $t is not built (make check; configure --enable-images)"; done_testing; }
-done
+mig_need_images
 for t in cmp xorriso; do
     command -v "$t" >/dev/null 2>&1 || { not_ok "prerequisites: $t"; done_testing; }
 done
 
-FIXTURE_PID=
-MIG_CLEANUP='[ -z "$FIXTURE_PID" ] || kill "$FIXTURE_PID" 2>/dev/null'
-POOL_DIR=/var/lib/libvirt/images
 mig_before_start() {
-    ln -s "$IMAGES" "$T/modules/images.so"
-    local_pools "$POOL_DIR" || return 1
     mkdir -p "$T/www" "$T/isodir"
     head -c 300000 /dev/urandom > "$T/isodir/payload.bin"
     echo "virtfleet install media" > "$T/isodir/README"
     xorriso -as mkisofs -quiet -V VFCDROM -o "$T/www/install.iso" "$T/isodir" 2>"$T/xorriso.log" ||
         { diag "$(cat "$T/xorriso.log")"; return 1; }
-    "$FIXTURE" --root "$T/www" --port-file "$T/port" 2>"$T/fixture.log" &
-    FIXTURE_PID=$!
-    MIG_MODULES="images = { enabled = true; version = 1; settings = {
-        dvcr = { storage = { path = \"$T/dvcr\"; size = \"1Gi\"; }; };
-        virtualImages = { defaultStorageClassName = \"local\"; };
-        virtualDisks = { storageClasses = [ \"local:local\" ]; defaultStorageClassName = \"local\"; };
-      }; };"
-    wait_for 20 test -s "$T/port"
+    mig_images 'virtualImages = { defaultStorageClassName = "local"; };'
 }
 mig_setup 2 ""
-wait_for 20 sh -c "'$VIRTFLEET' --socket '$SOCK' modules | grep -q 'images.*Running'" ||
-    fail_out "the images module is Running"
+wait_images_running
 ok "each node has its own pool \"local\" at $POOL_DIR; the images module copies CD-ROMs there"
-H="http://127.0.0.1:$(cat "$T/port")"
+H="http://$(fixture_addr fixture)"
 
-gone() { ! vf get "$1" "$2" >/dev/null 2>&1; }
-phase_is() { [ "$(field "$1" "$2" .status.phase)" = "$3" ]; }
-vols() { virsh -q -c "$(node_uri "$1")" vol-list local 2>/dev/null | awk '{ print $1 }'; }
-has_vol() { vols "$1" | grep -qx "$2"; }
 copies() { field cvi install .status.cdromCopies.nodes | tr -d '[]" ' | tr ',' '\n' | sort | tr '\n' ' '; }
 all_nodes() { echo $NODES | tr ' ' '\n' | sort | tr '\n' ' '; }
 
@@ -85,7 +64,6 @@ check "the domain attaches the node's volume as a read-only SATA CD-ROM" \
 
 # ---- Evict: the target's own copy serves the VM ------------------------------------
 OP=$(evict installer)
-ended() { case $(op_phase "$1") in Completed|Failed) return 0 ;; esac; return 1; }
 wait_for 90 ended "$OP"
 [ "$(op_phase "$OP")" = Completed ] ||
     diag "$(vf get vmop "$OP" -o yaml | sed -n 's/^ *message: //p' | head -1)"
@@ -107,7 +85,6 @@ vf delete vm installer >/dev/null 2>&1
 wait_for "$WAIT" gone vm installer || fail_out "the VM is deleted"
 wait_for 60 gone cvi install
 check "then the image goes" gone cvi install
-no_vols() { [ -z "$(vols "$A")$(vols "$B")" ]; }
 wait_for 20 no_vols
 check "and no copy is left in either node's pool" no_vols
 done_testing

@@ -2,29 +2,13 @@
 # nodes (tests/lib/cluster.sh), the daemon with the migrate module, the test
 # guests, and helpers to read VMs and operations through the CLI and the
 # nodes through virsh.  Call mig_setup N "MODULE SETTINGS" first.
-CLUSTER="$top_srcdir/tests/lib/cluster.sh"
+need_nodes
+need_tools curl
+prerequisites_met
 
-missing=
-[ "$(id -u)" = 0 ] || missing=" root (libvirtd's QEMU driver needs it)"
-for t in libvirtd virsh tini unshare setsid qemu-system-x86_64 as ld curl; do
-    command -v "$t" >/dev/null 2>&1 || missing="$missing $t"
-done
-if [ -n "$missing" ]; then
-    not_ok "prerequisites: missing$missing; run scripts/install-deps.sh as root"
-    done_testing
-fi
-
-ms() { date +%s%N | awk '{ printf "%.0f", $1 / 1e6 }'; }
 T_START=$(ms)
 WAIT=${VM_WAIT:-30}
-logs() {
-    diag "--- daemon.log"; diag "$(grep -v ' debug ' "$T/daemon.log" | tail -n 30)"
-    for f in "$CL"/node-*/log/qemu/*.log; do
-        [ -f "$f" ] || continue
-        diag "--- $f"; diag "$(tail -n 4 "$f")"
-    done
-}
-fail_out() { not_ok "$1"; logs; done_testing; }
+LOGS_SKIP=' debug '   # migrations log much at debug level, not only the API
 
 # mig_setup N SETTINGS: nodes node-1..node-N, the daemon with
 # `migrate = { enabled = true; version = 1; settings = { SETTINGS }; }`.
@@ -43,10 +27,8 @@ mig_setup() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
     ln -s "$top_builddir/modules/migrate/.libs/migrate.so" "$T/modules/migrate.so"
-    sh "$top_srcdir/tests/lib/guest/build.sh" "$T/guest" 2>"$T/guest.err" ||
-        { diag "$(cat "$T/guest.err")"; fail_out "the test guests build"; }
-    sh "$CLUSTER" up "$1" "$CL" >"$T/nodes" 2>"$T/up.err" ||
-        { diag "$(cat "$T/up.err")"; fail_out "cluster.sh brings up $1 nodes"; }
+    guests_build
+    cluster_up "$1"
     NODES=$(awk '{ print $1 }' "$T/nodes" | tr '\n' ' ')
     nodes_conf=
     for n in $NODES; do
@@ -63,7 +45,6 @@ mig_setup() {
     wait_for 20 nodes_ready || fail_out "all nodes are Ready"
     ok "$1 nodes ($(cat "$CL/domain-type")), the daemon with the migrate module { $2 }"
 }
-node_uri() { awk -v n="$1" '$1 == n { print $2 }' "$T/nodes"; }
 # local_pools DIR: a directory pool "local" at DIR on each node; pool-build
 # makes the directory inside the node's own mount namespace, so the same path
 # is different storage on each node (what two machines with local disks are).
@@ -75,9 +56,39 @@ local_pools() {
             { diag "$(cat "$T/pool.log")"; return 1; }
     done
 }
-nodes_ready() {
-    [ "$(vf get nodes -o name 2>/dev/null | wc -l)" -eq "$(echo $NODES | wc -w)" ] &&
-        ! vf get nodes 2>/dev/null | awk 'NR > 1 && $2 != "Ready" { bad = 1 } END { exit !bad }'
+# vols NODE: the volumes in NODE's pool "local"; has_vol NODE VOLUME.
+vols() { virsh -q -c "$(node_uri "$1")" vol-list local 2>/dev/null | awk '{ print $1 }'; }
+has_vol() { vols "$1" | grep -qx "$2"; }
+# no_vols: no node holds a volume in its pool "local".
+no_vols() {
+    for n in $NODES; do
+        [ -z "$(vols "$n")" ] || return 1
+    done
+}
+
+# ---- the images module next to migrate ---------------------------------------------
+# The pools "local" of mig_images: the same path on each node, private to it.
+POOL_DIR=/var/lib/libvirt/images
+# mig_need_images: the tests/lib/http_fixture and the images module are built;
+# else the test ends.
+mig_need_images() {
+    for t in "$FIXTURE" "$IMAGES_MODULE"; do
+        [ -e "$t" ] || { not_ok "prerequisites: $t is not built (make check; configure --enable-images)"; done_testing; }
+    done
+}
+# mig_images [SETTINGS]: the end of a mig_before_start that imports images:
+# pools "local" at $POOL_DIR (local_pools), the images module next to migrate
+# with them as the storage class of VirtualDisks (SETTINGS: more of its
+# settings), and fixture "fixture" (lib.sh) serving $T/www, which the test
+# filled first; the EXIT trap stops it.  After mig_setup: wait_images_running.
+mig_images() {
+    local_pools "$POOL_DIR" || return 1
+    ln -s "$IMAGES_MODULE" "$T/modules/images.so"
+    MIG_MODULES=$(images_module_config 1Gi "${1:-}
+    virtualDisks = { storageClasses = [ \"local:local\" ]; defaultStorageClassName = \"local\"; };
+    upload = { listen = \"127.0.0.1:0\"; };")
+    MIG_CLEANUP=fixtures_stop
+    http_fixture_start fixture "$T/www"
 }
 
 # vm NAME GUEST [MEM] [EXTRA_SPEC]: a VM manifest (guest fill or dirty).
@@ -107,24 +118,13 @@ evict() {
     } > "$T/op.yaml"
     vf create -f "$T/op.yaml" 2>&1 | sed -n "s|^[a-z]*/\([^ ]*\) created$|\1|p"
 }
-quiet() { "$@" >/dev/null 2>&1; }
-field() { vf get "$1" "$2" -o "jsonpath={$3}" 2>/dev/null; }
 phase() { field vm "$1" .status.phase; }
 node_of() { field vm "$1" .status.node; }
 op_phase() { field vmop "$1" .status.phase; }
 op_is() { [ "$(op_phase "$1")" = "$2" ]; }
-running_on() {
-    for n in $NODES; do
-        virsh -q -c "$(node_uri "$n")" list --name 2>/dev/null | grep -qx "$1" && echo "$n"
-    done
-    true
-}
-defined_on() {
-    for n in $NODES; do
-        virsh -q -c "$(node_uri "$n")" list --all --name 2>/dev/null | grep -qx "$1" && echo "$n"
-    done
-    true
-}
+ended() { case $(op_phase "$1") in Completed|Failed) return 0 ;; esac; return 1; }
+# copying OP: the migration of OP has moved data.
+copying() { [ "$(op_phase "$1")" = InProgress ] && [ "$(field vmop "$1" .status.migrationState.dataProcessed)" -gt 0 ] 2>/dev/null; }
 # runs_only_on VM NODE: Running on NODE in the store and in libvirt, defined nowhere else.
 runs_only_on() {
     [ "$(phase "$1") $(node_of "$1")" = "Running $2" ] && [ "$(running_on "$1")" = "$2" ] &&

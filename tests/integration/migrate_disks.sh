@@ -13,43 +13,23 @@
 # the domain nor the volume the migration made there.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/migrate_common.sh"
-FIXTURE="$top_builddir/tests/lib/http_fixture"
-IMAGES="$top_builddir/modules/images/.libs/images.so"
-for t in "$FIXTURE" "$IMAGES"; do
-    [ -e "$t" ] || { not_ok "prerequisites: $t is not built (make check; configure --enable-images)"; done_testing; }
-done
+mig_need_images
 command -v cmp >/dev/null 2>&1 || { not_ok "prerequisites: cmp (diffutils)"; done_testing; }
 
-FIXTURE_PID=
-MIG_CLEANUP='[ -z "$FIXTURE_PID" ] || kill "$FIXTURE_PID" 2>/dev/null'
-POOL_DIR=/var/lib/libvirt/images
 # The pools and the image server, once the nodes are up.
 mig_before_start() {
-    ln -s "$IMAGES" "$T/modules/images.so"
-    local_pools "$POOL_DIR" || return 1
     mkdir -p "$T/www"
     # 8 MiB, mostly holes: 1 MiB of random data at 2 MiB and a word at 7 MiB.
     truncate -s 8M "$T/www/disk.raw"
     head -c 1048576 /dev/urandom | dd of="$T/www/disk.raw" bs=1M seek=2 conv=notrunc 2>/dev/null
     printf 'virtfleet' | dd of="$T/www/disk.raw" bs=1 seek=7340032 conv=notrunc 2>/dev/null
-    "$FIXTURE" --root "$T/www" --port-file "$T/port" 2>"$T/fixture.log" &
-    FIXTURE_PID=$!
-    MIG_MODULES="images = { enabled = true; version = 1; settings = {
-        dvcr = { storage = { path = \"$T/dvcr\"; size = \"1Gi\"; }; };
-        virtualDisks = { storageClasses = [ \"local:local\" ]; defaultStorageClassName = \"local\"; };
-      }; };"
-    wait_for 20 test -s "$T/port"
+    mig_images
 }
 mig_setup 2 ""
-wait_for 20 sh -c "'$VIRTFLEET' --socket '$SOCK' modules | grep -q 'images.*Running'" ||
-    fail_out "the images module is Running"
+wait_images_running
 ok "each node has its own pool \"local\" at $POOL_DIR; the images module runs"
-H="http://127.0.0.1:$(cat "$T/port")"
+H="http://$(fixture_addr fixture)"
 
-gone() { ! vf get "$1" "$2" >/dev/null 2>&1; }
-phase_is() { [ "$(field "$1" "$2" .status.phase)" = "$3" ]; }
-vols() { virsh -q -c "$(node_uri "$1")" vol-list local 2>/dev/null | awk '{ print $1 }'; }
-has_vol() { vols "$1" | grep -qx "$2"; }
 printf 'apiVersion: virtualization.deckhouse.io/v1alpha2\nkind: ClusterVirtualImage\nmetadata:\n  name: img\nspec:\n  dataSource:\n    type: HTTP\n    http:\n      url: %s/files/disk.raw\n' "$H" |
     vf apply -f - >/dev/null
 wait_for 60 phase_is cvi img Ready || fail_out "the image is imported (Ready)"
@@ -85,7 +65,6 @@ check "linux-vm runs on $A with its disk, marked for block migration (Migratable
 # ---- Evict: the disk goes with the VM ------------------------------------------------
 t0=$(ms)
 OP=$(evict linux-vm)
-ended() { case $(op_phase "$1") in Completed|Failed) return 0 ;; esac; return 1; }
 wait_for 90 ended "$OP"
 diag "block migration: request -> $(op_phase "$OP") in $(( $(ms) - t0 )) ms"
 [ "$(op_phase "$OP")" = Completed ] ||
@@ -109,7 +88,6 @@ vf delete vm linux-vm >/dev/null 2>&1
 wait_for "$WAIT" gone vm linux-vm
 vf delete vd data >/dev/null 2>&1
 wait_for "$WAIT" gone vd data
-no_vols() { [ -z "$(vols "$A")$(vols "$B")" ]; }
 wait_for 20 no_vols
 check "deleting the VM and the disk leaves no volume on either node" no_vols
 
@@ -127,7 +105,6 @@ vf create -f "$T/doomed.yaml" >/dev/null
 wait_for "$WAIT" runs_only_on doomed "$A" || fail_out "doomed runs on $A"
 wait_for 60 filled doomed 128 || fail_out "doomed fills its memory"
 OP=$(evict doomed)
-copying() { [ "$(op_phase "$1")" = InProgress ] && [ "$(field vmop "$1" .status.migrationState.dataProcessed)" -gt 0 ] 2>/dev/null; }
 wait_for 30 copying "$OP"
 check "doomed is migrating to $B at 4 MiB/s" copying "$OP"
 check "delete the VM mid-flight" quiet vf delete vm doomed

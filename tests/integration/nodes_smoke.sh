@@ -5,26 +5,14 @@
 # Needs root and the packages of scripts/install-deps.sh; never skipped: a
 # missing piece is a failure that says what to install.
 . "$(dirname "$0")/lib.sh"
-CLUSTER="$top_srcdir/tests/lib/cluster.sh"
 
-missing=
-[ "$(id -u)" = 0 ] || missing=" root (libvirtd's QEMU driver needs it)"
-for t in libvirtd virsh tini unshare setsid qemu-system-x86_64 as ld; do
-    command -v "$t" >/dev/null 2>&1 || missing="$missing $t"
-done
-if [ -n "$missing" ]; then
-    not_ok "prerequisites: missing$missing; run scripts/install-deps.sh as root"
-    done_testing
-fi
+need_nodes
+prerequisites_met
 ok "prerequisites are installed"
 
-vf_setup
-CL="$T/cl"
-trap 'sh "$CLUSTER" down "$CL" >/dev/null 2>&1; vf_teardown' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+cluster_setup
 
-ms() { date +%s%N | awk '{ printf "%.0f", $1 / 1e6 }'; }
+# What a failure shows here: the nodes' own logs (cluster.sh is under test).
 node_logs() {
     for f in "$CL"/node-*/libvirtd.log "$CL"/node-*/log/qemu/*.log; do
         [ -f "$f" ] || continue
@@ -35,13 +23,11 @@ fail_out() {
     not_ok "$1"; node_logs; done_testing
 }
 
-sh "$top_srcdir/tests/lib/guest/build.sh" "$T/guest" 2>"$T/guest.err" ||
-    { diag "$(cat "$T/guest.err")"; fail_out "the test guests build"; }
+guests_build
 ok "the test guests build"
 
 t0=$(ms)
-sh "$CLUSTER" up 2 "$CL" >"$T/nodes" 2>"$T/up.err" ||
-    { diag "$(cat "$T/up.err")"; fail_out "cluster.sh brings up 2 nodes"; }
+cluster_up 2
 diag "2 nodes up in $(( $(ms) - t0 )) ms, domain type $(cat "$CL/domain-type")"
 check "cluster.sh brings up 2 nodes" [ "$(wc -l < "$T/nodes")" -eq 2 ]
 U1=$(sh "$CLUSTER" uri "$CL" 1)

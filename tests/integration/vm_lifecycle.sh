@@ -8,51 +8,26 @@
 # Needs root and the packages of scripts/install-deps.sh; never skipped: a
 # missing piece is a failure that says what to install.
 . "$(dirname "$0")/lib.sh"
-CLUSTER="$top_srcdir/tests/lib/cluster.sh"
 
-missing=
-[ "$(id -u)" = 0 ] || missing=" root (libvirtd's QEMU driver needs it)"
-for t in libvirtd virsh tini unshare setsid qemu-system-x86_64 as ld curl; do
-    command -v "$t" >/dev/null 2>&1 || missing="$missing $t"
-done
-if [ -n "$missing" ]; then
-    not_ok "prerequisites: missing$missing; run scripts/install-deps.sh as root"
-    done_testing
-fi
+need_nodes
+need_tools curl
+prerequisites_met
 ok "prerequisites are installed"
 
-vf_setup
-CL="$T/cl"
-trap 'sh "$CLUSTER" down "$CL" >/dev/null 2>&1; vf_teardown' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+cluster_setup
 NODES="node-1 node-2 node-3"
 # A timeout generous enough for TCG on a loaded machine; polls end sooner.
 WAIT=${VM_WAIT:-20}
-
-ms() { date +%s%N | awk '{ printf "%.0f", $1 / 1e6 }'; }
 T_START=$(ms)
-logs() {
-    diag "--- daemon.log"; diag "$(grep -v ' debug api:' "$T/daemon.log" | tail -n 25)"
-    for f in "$CL"/node-*/log/qemu/*.log; do
-        [ -f "$f" ] || continue
-        diag "--- $f"; diag "$(tail -n 4 "$f")"
-    done
-}
-fail_out() { not_ok "$1"; logs; done_testing; }
 
-sh "$top_srcdir/tests/lib/guest/build.sh" "$T/guest" 2>"$T/guest.err" ||
-    { diag "$(cat "$T/guest.err")"; fail_out "the test guests build"; }
+guests_build
 ok "the test guests build"
-KERNEL="$T/guest/fill.elf"
 
-sh "$CLUSTER" up 3 "$CL" >"$T/nodes" 2>"$T/up.err" ||
-    { diag "$(cat "$T/up.err")"; fail_out "cluster.sh brings up 3 nodes"; }
+cluster_up 3
 ok "cluster.sh brings up 3 nodes (domain type $(cat "$CL/domain-type"))"
-U1=$(sh "$CLUSTER" uri "$CL" 1)
-U2=$(sh "$CLUSTER" uri "$CL" 2)
-U3=$(sh "$CLUSTER" uri "$CL" 3)
-node_uri() { case $1 in node-1) echo "$U1" ;; node-2) echo "$U2" ;; node-3) echo "$U3" ;; esac; }
+U1=$(node_uri node-1)
+U2=$(node_uri node-2)
+U3=$(node_uri node-3)
 
 NODES_CONFIG="nodes = (
   { name = \"node-1\"; uri = \"$U1\"; labels = { group = \"green\"; }; },
@@ -63,8 +38,6 @@ export NODES_CONFIG
 write_config "" 'virtualization = { virtualMachineCIDRs = [ "10.77.5.0/28" ]; };'
 vf_start || fail_out "the daemon starts with the three real nodes"
 ok "the daemon starts with the three real nodes"
-nodes_ready() { [ "$(vf get nodes -o name 2>/dev/null | wc -l)" -eq 3 ] &&
-    ! vf get nodes 2>/dev/null | awk 'NR > 1 && $2 != "Ready" { bad = 1 } END { exit !bad }'; }
 wait_for 15 nodes_ready || fail_out "all three nodes are Ready"
 ok "all three nodes are Ready"
 
@@ -91,30 +64,15 @@ op() {
     printf 'apiVersion: virtfleet.io/v1alpha2\nkind: VirtualMachineOperation\nmetadata:\n  name: %s\n' "$1"
     printf 'spec:\n  virtualMachineName: %s\n  type: %s\n  force: %s\n' "$2" "$3" "${4:-false}"
 }
+# Unlike lib.sh's quiet: what the command says on stderr stays in the log.
 quiet() { "$@" >/dev/null; }
-field() { vf get "$1" "$2" -o "jsonpath={$3}" 2>/dev/null; }
 phase() { field vm "$1" .status.phase; }
 node_of() { field vm "$1" .status.node; }
-phase_is() { [ "$(phase "$1")" = "$2" ]; }
 # The message of the VM's Running condition.
 running_message() {
     vf get vm "$1" -o yaml 2>/dev/null | awk '
         /^  - type: / { in_run = ($3 == "Running") }
         in_run && /^    message: / { sub(/^    message: /, ""); print }'
-}
-# defined_on NAME / running_on NAME: the nodes whose libvirt defines / runs
-# a domain of that name.
-defined_on() {
-    for n in $NODES; do
-        virsh -q -c "$(node_uri "$n")" list --all --name 2>/dev/null | grep -qx "$1" && echo "$n"
-    done
-    true
-}
-running_on() {
-    for n in $NODES; do
-        virsh -q -c "$(node_uri "$n")" list --name 2>/dev/null | grep -qx "$1" && echo "$n"
-    done
-    true
 }
 # runs_only_on NAME NODE: its domain is running on NODE and defined nowhere else.
 runs_only_on() { [ "$(running_on "$1")" = "$2" ] && [ "$(defined_on "$1")" = "$2" ]; }
@@ -225,7 +183,7 @@ check "both domains run where their VMs say" sh -c '[ "$1" = "$2" ] && [ "$3" = 
     "$(running_on solo-1)" "$s1" "$(running_on solo-2)" "$s2"
 vm solo-3 AlwaysOn "$anti" '{ app: solo }' > "$T/solo-3.yaml"
 vf apply -f "$T/solo-3.yaml" >/dev/null
-unschedulable() { phase_is "$1" Pending && running_message "$1" | grep -q "$2"; }
+unschedulable() { phase_is vm "$1" Pending && running_message "$1" | grep -q "$2"; }
 wait_for 10 unschedulable solo-3 anti-affinity
 msg=$(running_message solo-3)
 diag "solo-3: $msg"
@@ -256,7 +214,7 @@ check "it kept its address" [ "$(field vm vm-a .status.ipAddress)" = "$A_IP" ]
 
 vm vm-m Manual > "$T/vm-m.yaml"
 vf apply -f "$T/vm-m.yaml" >/dev/null
-wait_for 10 phase_is vm-m Stopped
+wait_for 10 phase_is vm vm-m Stopped
 check "Manual: vm-m waits Stopped for a Start operation" \
     sh -c '[ "$1" = Stopped ] && [ -z "$2" ]' _ "$(phase vm-m)" "$(defined_on vm-m)"
 op start-m vm-m Start > "$T/start-m.yaml"
@@ -267,9 +225,9 @@ check "the operation is Completed" wait_for 5 op_done start-m
 check "and recorded on the VM (status.lastOperation)" \
     sh -c '[ "$1" = "start-m Completed" ]' _ "$(field vm vm-m '.status.lastOperation.name} {.status.lastOperation.phase')"
 check "SIGKILL to vm-m's QEMU" kill_qemu vm-m
-wait_for "$WAIT" phase_is vm-m Stopped
-check "Manual: vm-m is Stopped after the kill" phase_is vm-m Stopped
-stopped_nowhere() { phase_is "$1" Stopped && [ -z "$(running_on "$1")" ]; }
+wait_for "$WAIT" phase_is vm vm-m Stopped
+check "Manual: vm-m is Stopped after the kill" phase_is vm vm-m Stopped
+stopped_nowhere() { phase_is vm "$1" Stopped && [ -z "$(running_on "$1")" ]; }
 check "and stays Stopped, its domain running nowhere (3 s)" stays 3 stopped_nowhere vm-m
 diag "vm-m: $(running_message vm-m)"
 
@@ -357,15 +315,15 @@ vm vm-x AlwaysOn "  ipAddress: \"$B_IP\"
   nodeSelector: { group: blue }" > "$T/vm-x.yaml"
 vf apply -f "$T/vm-x.yaml" >/dev/null
 addr_refused() {
-    phase_is vm-x Pending &&
+    phase_is vm vm-x Pending &&
         vf get vm vm-x -o yaml 2>/dev/null | grep -A3 'type: IPAddressReady' | grep -q 'AddressInUse'
 }
 wait_for 10 addr_refused
 check "a VM asking for vm-blue's address $B_IP waits (IPAddressReady: AddressInUse)" addr_refused
 check "delete vm-blue" quiet vf delete vm vm-blue
-gone() { ! vf get vm "$1" >/dev/null 2>&1 && [ -z "$(defined_on "$1")" ]; }
-wait_for "$WAIT" gone vm-blue
-check "vm-blue is gone from the store and its domain from node-3" gone vm-blue
+vm_gone() { gone vm "$1" && [ -z "$(defined_on "$1")" ]; }
+wait_for "$WAIT" vm_gone vm-blue
+check "vm-blue is gone from the store and its domain from node-3" vm_gone vm-blue
 wait_for "$WAIT" running_here vm-x
 check "the released address goes to vm-x, which runs on node-3" \
     sh -c '[ "$1 $2" = "$3 node-3" ] && [ "$4" = Running ]' _ \
@@ -414,8 +372,8 @@ check "the baseline is written as libvirt CPU XML" \
     sh -c 'echo "$1" | grep -q "<model"' _ "$(field vmclass universal .status.baselineCpuXml)"
 # The nodes are full (one core each, all reserved): make room first.
 vf delete vm vm-a vm-c >/dev/null
-wait_for "$WAIT" gone vm-a
-wait_for "$WAIT" gone vm-c
+wait_for "$WAIT" vm_gone vm-a
+wait_for "$WAIT" vm_gone vm-c
 vm vm-univ AlwaysOn '  virtualMachineClassName: universal' > "$T/vm-univ.yaml"
 vf apply -f "$T/vm-univ.yaml" >/dev/null
 wait_for "$WAIT" running_here vm-univ
