@@ -21,44 +21,23 @@
 # copy ends (libvirtd held with SIGSTOP), and the copy is whole.  Never
 # skipped: a missing tool is a failure.
 . "$(dirname "$0")/lib.sh"
-CLUSTER="$top_srcdir/tests/lib/cluster.sh"
-FIXTURE="$top_builddir/tests/lib/http_fixture"
-MODULE="$top_builddir/modules/images/.libs/images.so"
-
-missing=
-[ "$(id -u)" = 0 ] || missing=" root (libvirtd's QEMU driver needs it)"
-for t in libvirtd virsh tini unshare setsid qemu-system-x86_64 qemu-img xorriso as ld curl cmp; do
-    command -v "$t" >/dev/null 2>&1 || missing="$missing $t"
-done
-[ -x "$FIXTURE" ] || missing="$missing $FIXTURE (make check builds it)"
-[ -f "$MODULE" ] || missing="$missing $MODULE (configure --enable-images)"
-if [ -n "$missing" ]; then
-    not_ok "prerequisites: missing$missing; run scripts/install-deps.sh as root"
-    done_testing
-fi
+need_nodes
+need_tools qemu-img xorriso curl cmp
+need_fixture
+need_images_module
+prerequisites_met
 ok "prerequisites are installed"
 
-vf_setup
-ln -s "$MODULE" "$T/modules/images.so"
-CL="$T/cl"
+STOPPED=
+# shellcheck disable=SC2016
+CLEANUP='[ -z "$STOPPED" ] || kill -CONT $STOPPED 2>/dev/null; fixtures_stop'
+cluster_setup
+ln -s "$IMAGES_MODULE" "$T/modules/images.so"
 W="$T/www"
 mkdir -p "$W"
-FIXTURE_PID=
-STOPPED=
-stop_fixture() { [ -z "$FIXTURE_PID" ] || { kill "$FIXTURE_PID" 2>/dev/null; wait "$FIXTURE_PID" 2>/dev/null; }; }
-# shellcheck disable=SC2086
-trap '[ -z "$STOPPED" ] || kill -CONT $STOPPED 2>/dev/null; stop_fixture; sh "$CLUSTER" down "$CL" >/dev/null 2>&1; vf_teardown' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 # Generous for TCG on a loaded machine; every wait is a poll that ends sooner.
 WAIT=${DISKS_WAIT:-60}
 
-logs() { diag "--- daemon.log"; diag "$(grep -v ' debug api:' "$T/daemon.log" | tail -n 30)"; }
-fail_out() { not_ok "$1"; logs; done_testing; }
-quiet() { "$@" >/dev/null 2>&1; }
-field() { vf get "$1" "$2" -o "jsonpath={$3}" 2>/dev/null; }
-phase_is() { [ "$(field "$1" "$2" .status.phase)" = "$3" ]; }
-gone() { ! vf get "$1" "$2" >/dev/null 2>&1; }
 # cond KIND NAME TYPE FIELD: a field of the object's condition of that type.
 cond() {
     vf get "$1" "$2" -o yaml 2>/dev/null | awk -v t="$3" -v f="$4" '
@@ -67,15 +46,12 @@ cond() {
         in_c && $0 ~ "^    " f ": " { sub("^    " f ": ", ""); gsub(/^["'"'"']|["'"'"']$/, ""); print; exit }'
 }
 
-sh "$top_srcdir/tests/lib/guest/build.sh" "$T/guest" 2>"$T/guest.err" ||
-    { diag "$(cat "$T/guest.err")"; fail_out "the test guests build"; }
-KERNEL="$T/guest/fill.elf"
-sh "$CLUSTER" up 2 "$CL" >"$T/nodes" 2>"$T/up.err" ||
-    { diag "$(cat "$T/up.err")"; fail_out "cluster.sh brings up 2 nodes"; }
+guests_build
+cluster_up 2
 ok "cluster.sh brings up 2 nodes (domain type $(cat "$CL/domain-type"))"
-U1=$(sh "$CLUSTER" uri "$CL" 1)
-U2=$(sh "$CLUSTER" uri "$CL" 2)
-node_uri() { case $1 in node-1) echo "$U1" ;; node-2) echo "$U2" ;; esac; }
+NODES="node-1 node-2"
+U1=$(node_uri node-1)
+U2=$(node_uri node-2)
 
 # The pools: "local" is a directory of each node's own, "shared" one
 # directory both nodes use (what NFS would be between machines).
@@ -95,26 +71,20 @@ ok "each node has a directory pool \"local\" and the pool \"shared\""
 truncate -s 8M "$W/disk.raw"
 head -c 1048576 /dev/urandom | dd of="$W/disk.raw" bs=1M seek=2 conv=notrunc 2>/dev/null
 printf 'virtfleet' | dd of="$W/disk.raw" bs=1 seek=7340032 conv=notrunc 2>/dev/null
-"$FIXTURE" --root "$W" --port-file "$T/port" 2>"$T/fixture.log" &
-FIXTURE_PID=$!
-wait_for 20 test -s "$T/port" || fail_out "http_fixture starts"
-H="http://127.0.0.1:$(cat "$T/port")"
+http_fixture_start fixture "$W" || fail_out "http_fixture starts"
+H="http://$(fixture_addr fixture)"
 
 NODES_CONFIG="nodes = (
   { name = \"node-1\"; uri = \"$U1\"; },
   { name = \"node-2\"; uri = \"$U2\"; } );"
 export NODES_CONFIG
-write_config "images = { enabled = true; version = 1; settings = {
-    dvcr = { storage = { path = \"$T/dvcr\"; size = \"1Gi\"; }; };
+write_config "$(images_module_config 1Gi "
     virtualDisks = { storageClasses = [ \"local:local\", \"nfs:shared:shared\" ];
                      defaultStorageClassName = \"local\"; };
-    upload = { listen = \"127.0.0.1:0\"; };
-  }; };" 'virtualization = { virtualMachineCIDRs = [ "10.77.6.0/28" ]; };'
+    upload = { listen = \"127.0.0.1:0\"; };")" 'virtualization = { virtualMachineCIDRs = [ "10.77.6.0/28" ]; };'
 vf_start || fail_out "the daemon starts with the images module and two nodes"
-nodes_ready() { [ "$(vf get nodes 2>/dev/null | awk 'NR > 1 && $2 == "Ready"' | wc -l)" -eq 2 ]; }
 wait_for 30 nodes_ready || fail_out "both nodes are Ready"
-wait_for 20 sh -c "'$VIRTFLEET' --socket '$SOCK' modules | grep -q 'images.*Running'" ||
-    fail_out "the images module is Running"
+wait_images_running
 ok "the daemon runs the images module with both nodes Ready"
 
 cvi() {
