@@ -16,6 +16,15 @@
  * probe (Unreachable) or libvirt's close callback (ConnectionLost) drops the
  * connection and enters the same backoff.
  *
+ * The heartbeat probes on a connection of its own, opened by the connect job
+ * next to the shared one (same URI, same keepalive, its own close callback)
+ * and dropped with it: libvirt 9.0's RPC client crashes when two threads wait
+ * on one connection whose node hangs past the keepalive (see the comment on
+ * the stream's own connection in modules/images/vd_volume.c), and the
+ * heartbeat, every few seconds on a worker, would be the second waiter next
+ * to any long call a module makes on the shared one.  Either connection
+ * closing takes the node down; the reconnect opens both again.
+ *
  * Controllers subscribe with vf_cluster_listen(): they hear when a node's
  * connection comes up or goes, and every domain lifecycle event, which is
  * registered on each connection (on the worker that opens it) and dropped
@@ -77,7 +86,8 @@ struct node {
     struct json_object *labels;  /* the configured ones (own copy) */
     double cpu_allocation_ratio; /* configured CPU overcommit */
     enum node_state state;
-    virConnectPtr conn;          /* NODE_READY only */
+    virConnectPtr conn;          /* NODE_READY only: shared with controllers and modules */
+    virConnectPtr hb_conn;       /* NODE_READY only: the heartbeat's own */
     int event_id;                /* its lifecycle callback, or -1 */
     uint64_t gen;                /* the current connection (attempt); older results are stale */
     bool heartbeat_busy;
@@ -103,7 +113,7 @@ struct node {
     struct node *next;
 };
 
-enum job_type { JOB_CONNECT, JOB_HEARTBEAT };
+enum job_type { JOB_CONNECT, JOB_HEARTBEAT, JOB_DROP };
 
 struct job {
     uint64_t id;
@@ -112,7 +122,10 @@ struct job {
     uint64_t gen;
     char *uri;                   /* JOB_CONNECT */
     virConnectPtr conn;          /* CONNECT: the new connection; HEARTBEAT: a reference */
-    int event_id;                /* CONNECT: its lifecycle callback, or -1 */
+    virConnectPtr hb_conn;       /* CONNECT: the new heartbeat connection; HEARTBEAT: a
+                                  * reference to the node's, the one it probes on */
+    int event_id;                /* CONNECT, DROP: its lifecycle callback, or -1 */
+    virConnectCloseFunc closed;  /* DROP: the close callback registered on conn */
     int rc;
     char error[MESSAGE_MAX];
     struct node_facts facts;
@@ -256,23 +269,36 @@ int vf_cluster_caps_cpu_model(const char *caps, char *buf, size_t len)
 /* ---- worker side: jobs ---------------------------------------------------- */
 
 static void conn_closed(virConnectPtr conn, int reason, void *opaque);
+static void hb_conn_closed(virConnectPtr conn, int reason, void *opaque);
 static int domain_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail,
                             void *opaque);
+
+/* Lets go of a connection with its callbacks: a round trip for a live one
+ * (see connection_retire()). */
+static void connection_dispose(virConnectPtr conn, int event_id, virConnectCloseFunc closed)
+{
+    if (event_id >= 0)
+        virConnectDomainEventDeregisterAny(conn, event_id);
+    virConnectUnregisterCloseCallback(conn, closed);
+    virConnectClose(conn);
+    virResetLastError();
+}
 
 static void job_free(struct job *j)
 {
     if (!j)
         return;
-    if (j->conn) {
-        /* A connect job's connection that was never adopted carries our close
-         * callback; a heartbeat job only holds a reference. */
-        if (j->type == JOB_CONNECT) {
-            if (j->event_id >= 0)
-                virConnectDomainEventDeregisterAny(j->conn, j->event_id);
-            virConnectUnregisterCloseCallback(j->conn, conn_closed);
-        }
+    /* A connect job's connections that were never adopted, and a drop job's
+     * that was never run, carry our callbacks; a heartbeat job only holds
+     * references. */
+    if (j->conn && j->type == JOB_HEARTBEAT)
         virConnectClose(j->conn);
-    }
+    else if (j->conn)
+        connection_dispose(j->conn, j->event_id, j->type == JOB_DROP ? j->closed : conn_closed);
+    if (j->hb_conn && j->type == JOB_HEARTBEAT)
+        virConnectClose(j->hb_conn);
+    else if (j->hb_conn)
+        connection_dispose(j->hb_conn, -1, hb_conn_closed);
     free(j->node);
     free(j->uri);
     free(j);
@@ -334,36 +360,53 @@ static void read_identity(virConnectPtr conn, const char *node, struct node_fact
     virResetLastError();
 }
 
-static void connect_work(struct job *j)
+/* Opens j->uri with the close callback `closed` (told this attempt's id) and
+ * the keepalive; `which` names the connection in messages.  0, or -errno with
+ * j->error set. */
+static int connection_open(struct job *j, const char *which, virConnectCloseFunc closed,
+                           virConnectPtr *out)
 {
     char what[MESSAGE_MAX];
     virConnectPtr conn = virConnectOpen(j->uri);
+    *out = NULL;
     if (!conn) {
-        snprintf(what, sizeof what, "connect to \"%s\" failed", j->uri);
+        snprintf(what, sizeof what, "%s to \"%s\" failed", which, j->uri);
         job_error(j, -ECONNREFUSED, what);
-        return;
+        return -ECONNREFUSED;
     }
     /* The id of this attempt, not a pointer: the callback may fire after the
      * node is gone. */
-    if (virConnectRegisterCloseCallback(conn, conn_closed, (void *)(uintptr_t)j->gen, NULL) < 0)
-        vf_log_debug("node \"%s\": no close notifications: %s", j->node,
+    if (virConnectRegisterCloseCallback(conn, closed, (void *)(uintptr_t)j->gen, NULL) < 0)
+        vf_log_debug("node \"%s\": no close notifications for the %s: %s", j->node, which,
                      virGetLastErrorMessage());
     if (virConnectSetKeepAlive(conn, keepalive_interval_s, keepalive_count) < 0) {
         if (virGetLastErrorCode() == VIR_ERR_NO_SUPPORT)
             vf_log_debug("node \"%s\": keepalive not supported by \"%s\"; heartbeats only",
                          j->node, j->uri);
         else
-            vf_log_warn("node \"%s\": keepalive not enabled: %s", j->node,
+            vf_log_warn("node \"%s\": keepalive not enabled on the %s: %s", j->node, which,
                         virGetLastErrorMessage());
     }
     virResetLastError();
+    *out = conn;
+    return 0;
+}
+
+static void connect_work(struct job *j)
+{
+    virConnectPtr conn, hb_conn;
+    if (connection_open(j, "connect", conn_closed, &conn) < 0)
+        return;
     if (read_node_info(conn, &j->facts) < 0) {
         job_error(j, -EIO, "reading node info failed");
-        virConnectUnregisterCloseCallback(conn, conn_closed);
-        virConnectClose(conn);
+        connection_dispose(conn, -1, conn_closed);
         return;
     }
     read_identity(conn, j->node, &j->facts);
+    if (connection_open(j, "heartbeat connection", hb_conn_closed, &hb_conn) < 0) {
+        connection_dispose(conn, -1, conn_closed);
+        return;
+    }
     /* Registered here, not on the loop: on a remote node it is a round trip.
      * Events that arrive before the loop adopts the connection are dropped
      * (the node is not Ready yet); listeners list the domains on node_up. */
@@ -376,19 +419,25 @@ static void connect_work(struct job *j)
         virResetLastError();
     }
     j->conn = conn;
+    j->hb_conn = hb_conn;
     j->rc = 0;
 }
 
+/* Probes on the heartbeat's own connection.  Whether the shared one is alive
+ * is a local check (no call to the node, no wait behind its callers): its
+ * close callback normally says so first. */
 static void heartbeat_work(struct job *j)
 {
-    if (virConnectIsAlive(j->conn) != 1) {
-        snprintf(j->error, sizeof j->error, "node \"%s\": heartbeat: the connection is dead",
-                 j->node);
+    const char *dead = virConnectIsAlive(j->conn) != 1      ? "the connection is dead"
+                       : virConnectIsAlive(j->hb_conn) != 1 ? "the heartbeat connection is dead"
+                                                            : NULL;
+    if (dead) {
+        snprintf(j->error, sizeof j->error, "node \"%s\": heartbeat: %s", j->node, dead);
         virResetLastError();
         j->rc = -ENOTCONN;
         return;
     }
-    if (read_node_info(j->conn, &j->facts) < 0) {
+    if (read_node_info(j->hb_conn, &j->facts) < 0) {
         job_error(j, -EIO, "heartbeat: reading node info failed");
         return;
     }
@@ -399,10 +448,14 @@ static void heartbeat_work(struct job *j)
 static void job_run(void *opaque)
 {
     struct job *j = opaque;
-    if (j->type == JOB_CONNECT)
-        connect_work(j);
-    else
-        heartbeat_work(j);
+    switch (j->type) {
+    case JOB_CONNECT: connect_work(j); break;
+    case JOB_HEARTBEAT: heartbeat_work(j); break;
+    case JOB_DROP:
+        connection_dispose(j->conn, j->event_id, j->closed);
+        j->conn = NULL;
+        break;
+    }
 }
 
 static void connect_done(struct job *j);
@@ -414,7 +467,7 @@ static void job_done(void *opaque)
     struct job *j = opaque;
     if (j->type == JOB_CONNECT)
         connect_done(j);
-    else
+    else if (j->type == JOB_HEARTBEAT)
         heartbeat_done(j);
 }
 
@@ -658,17 +711,18 @@ static void node_set_condition(struct node *n, bool ready, const char *reason,
  * results of jobs still in flight for the old one are dropped. */
 static void listeners_node_down(const char *node);
 
+static void connection_retire(virConnectPtr conn, int event_id, virConnectCloseFunc closed);
+
 static void node_disconnect(struct node *n)
 {
     bool was_ready = n->state == NODE_READY;
-    if (n->conn) {
-        if (n->event_id >= 0)
-            virConnectDomainEventDeregisterAny(n->conn, n->event_id);
-        n->event_id = -1;
-        virConnectUnregisterCloseCallback(n->conn, conn_closed);
-        virConnectClose(n->conn);
-        n->conn = NULL;
-    }
+    if (n->conn)
+        connection_retire(n->conn, n->event_id, conn_closed);
+    n->conn = NULL;
+    n->event_id = -1;
+    if (n->hb_conn)
+        connection_retire(n->hb_conn, -1, hb_conn_closed);
+    n->hb_conn = NULL;
     if (n->retry_timer > 0)
         vf_loop_timer_remove(n->retry_timer);
     n->retry_timer = 0;
@@ -743,8 +797,9 @@ static void connect_done(struct job *j)
         return;
     }
     n->conn = j->conn;
+    n->hb_conn = j->hb_conn;
     n->event_id = j->event_id;
-    j->conn = NULL;   /* adopted, with its close and event callbacks */
+    j->conn = j->hb_conn = NULL;   /* adopted, with their close and event callbacks */
     n->state = NODE_READY;
     n->facts = j->facts;
     n->have_facts = true;
@@ -799,18 +854,23 @@ static const char *close_reason(int reason)
 
 struct closed_event {
     uint64_t gen;
+    virConnectPtr conn;  /* compared only: it may be gone by now */
     int reason;
+    const char *which;   /* "connection" or "heartbeat connection" */
 };
+
+static void retired_closed(virConnectPtr conn);
 
 static void conn_closed_on_loop(void *opaque)
 {
     struct closed_event *ev = opaque;
+    retired_closed(ev->conn);
     for (struct node *n = nodes; n; n = n->next) {
         if (n->gen != ev->gen || n->state != NODE_READY)
             continue;
         char msg[MESSAGE_MAX];
-        snprintf(msg, sizeof msg, "node \"%s\": connection to \"%s\" lost: %s", n->name, n->uri,
-                 close_reason(ev->reason));
+        snprintf(msg, sizeof msg, "node \"%s\": %s to \"%s\" lost: %s", n->name, ev->which,
+                 n->uri, close_reason(ev->reason));
         vf_log_warn("%s; reconnecting", msg);
         n->failures = 0;
         node_down(n, "ConnectionLost", msg);
@@ -819,18 +879,124 @@ static void conn_closed_on_loop(void *opaque)
     free(ev);
 }
 
-/* libvirt calls this from whichever thread noticed the close: hand it to the
- * loop by generation number, never by node pointer. */
-static void conn_closed(virConnectPtr conn, int reason, void *opaque)
+/* libvirt calls these from whichever thread noticed the close: hand it to
+ * the loop by generation number, never by node pointer. */
+static void closed_post(virConnectPtr conn, void *opaque, int reason, const char *which)
 {
-    (void)conn;
     struct closed_event *ev = malloc(sizeof *ev);
     if (!ev)
         return;
     ev->gen = (uintptr_t)opaque;
+    ev->conn = conn;
     ev->reason = reason;
+    ev->which = which;
     if (vf_loop_post(conn_closed_on_loop, ev) < 0)
         free(ev);
+}
+
+static void conn_closed(virConnectPtr conn, int reason, void *opaque)
+{
+    closed_post(conn, opaque, reason, "connection");
+}
+
+static void hb_conn_closed(virConnectPtr conn, int reason, void *opaque)
+{
+    closed_post(conn, opaque, reason, "heartbeat connection");
+}
+
+/* ---- connections let go of ---------------------------------------------------- */
+
+/* Closing a connection, and deregistering its event callback, is a round trip
+ * to the node: on a node that hangs it waits for the keepalive, and next to a
+ * module's call on the same connection it is the second waiter libvirt 9.0
+ * crashes on.  Yet a node goes down as soon as ONE of its two connections
+ * closes, the other most likely still open to the same hung libvirtd.  So the
+ * loop thread disposes of a connection only once it is dead (every call then
+ * fails at once); a live one is retired: kept with its callbacks (their
+ * generation is stale, so they are ignored) until its close callback says it
+ * is gone, or, still alive when its keepalive would have closed it (the node
+ * answers), it is closed on a worker. */
+struct retired {
+    virConnectPtr conn;
+    int event_id;
+    virConnectCloseFunc closed;
+    int timer;
+    struct retired *next;
+};
+static struct retired *retired_list;
+
+static void retired_unlink(struct retired *r)
+{
+    for (struct retired **p = &retired_list; *p; p = &(*p)->next) {
+        if (*p == r) {
+            *p = r->next;
+            break;
+        }
+    }
+    if (r->timer > 0)
+        vf_loop_timer_remove(r->timer);
+}
+
+static void retired_drop(struct retired *r)
+{
+    retired_unlink(r);
+    if (virConnectIsAlive(r->conn) == 1) {
+        struct job *j = calloc(1, sizeof *j);
+        if (j) {
+            j->type = JOB_DROP;
+            j->conn = r->conn;
+            j->event_id = r->event_id;
+            j->closed = r->closed;
+        }
+        /* On failure the job (and the connection with it) is freed here. */
+        if (!j || job_submit(j, "node connection close") < 0)
+            vf_log_warn("cluster: no worker to close a connection on; closing it here");
+        if (!j)
+            connection_dispose(r->conn, r->event_id, r->closed);
+    } else {
+        virResetLastError();
+        connection_dispose(r->conn, r->event_id, r->closed);
+    }
+    free(r);
+}
+
+static void retired_timeout(void *opaque)
+{
+    retired_drop(opaque);
+}
+
+static void retired_closed(virConnectPtr conn)
+{
+    for (struct retired *r = retired_list; r; r = r->next) {
+        if (r->conn == conn) {
+            retired_drop(r);
+            return;
+        }
+    }
+}
+
+static void connection_retire(virConnectPtr conn, int event_id, virConnectCloseFunc closed)
+{
+    /* A silent peer is dead after interval * (count + 1) at the latest. */
+    const int wait_ms = keepalive_interval_s * ((int)keepalive_count + 1) * 1000 + 2000;
+    struct retired *r = NULL;
+    if (virConnectIsAlive(conn) == 1 && (r = calloc(1, sizeof *r))) {
+        r->timer = vf_loop_timer_add(wait_ms, retired_timeout, r);
+        if (r->timer < 0) {
+            free(r);
+            r = NULL;
+        }
+    }
+    virResetLastError();
+    if (!r) {
+        connection_dispose(conn, event_id, closed);
+        return;
+    }
+    r->conn = conn;
+    r->event_id = event_id;
+    r->closed = closed;
+    r->next = retired_list;
+    retired_list = r;
 }
 
 /* ---- listeners and domain events -------------------------------------------- */
@@ -946,6 +1112,8 @@ static void heartbeat_tick(void *opaque)
             continue;
         j->conn = n->conn;
         virConnectRef(j->conn);
+        j->hb_conn = n->hb_conn;
+        virConnectRef(j->hb_conn);
         if (job_submit(j, "node heartbeat") < 0)
             vf_log_debug("node \"%s\": heartbeat skipped: no worker available", n->name);
         else
@@ -1154,6 +1322,13 @@ void vf_cluster_stop(void)
         nodes = n->next;
         node_free(n);
     }
+    /* Shutting down: what is left is closed here, as a live node answers. */
+    while (retired_list) {
+        struct retired *r = retired_list;
+        retired_unlink(r);
+        connection_dispose(r->conn, r->event_id, r->closed);
+        free(r);
+    }
     started = false;
 }
 
@@ -1193,5 +1368,23 @@ int vf_cluster_node_backoff(const char *node, unsigned *failures, int *delay_ms)
         *failures = n->failures;
     if (delay_ms)
         *delay_ms = n->retry_timer > 0 ? n->retry_delay_ms : 0;
+    return 0;
+}
+
+void *vf_cluster_heartbeat_connection(const char *node)
+{
+    struct node *n = node_find(node);
+    return n && n->state == NODE_READY ? n->hb_conn : NULL;
+}
+
+int vf_cluster_connection_closed(const char *node, bool heartbeat, int reason)
+{
+    struct node *n = node_find(node);
+    if (!n || n->state != NODE_READY)
+        return -ENOENT;
+    if (heartbeat)
+        hb_conn_closed(n->hb_conn, reason, (void *)(uintptr_t)n->gen);
+    else
+        conn_closed(n->conn, reason, (void *)(uintptr_t)n->gen);
     return 0;
 }

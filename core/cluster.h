@@ -66,6 +66,14 @@ void vf_cluster_set_heartbeat_ms(int ms);
  * pending reconnect attempt in ms (0 when none is pending).  -ENOENT when the
  * node is not configured. */
 int vf_cluster_node_backoff(const char *node, unsigned *failures, int *delay_ms);
+/* For tests: the heartbeat's own connection of a Ready node (a virConnectPtr,
+ * borrowed), else NULL. */
+void *vf_cluster_heartbeat_connection(const char *node);
+/* For tests: what libvirt's close callback of a Ready node's shared
+ * (heartbeat false) or heartbeat connection does when the node drops it, with
+ * `reason` a virConnectCloseReason (the test driver never closes).  -ENOENT
+ * when the node is not Ready. */
+int vf_cluster_connection_closed(const char *node, bool heartbeat, int reason);
 /* The host CPU model in a capabilities document (<host><cpu><model>), copied
  * into buf.  Exposed for tests and fuzzing: the document comes from the node.
  * 0, -ENOENT when absent, -EINVAL when malformed, -ERANGE when too long. */

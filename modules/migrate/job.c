@@ -5,7 +5,8 @@
  * one that is under way when virtfleetd dies finishes (or fails) without
  * us, and the next start only has to look at both nodes (MIG_REQ_PROBE).
  * Short requests (job stats, abort, post-copy, probe) go to the core's
- * workers.  Nothing here touches the store: results go back to the loop. */
+ * workers on the node's shared connection.  Nothing here touches the store:
+ * results go back to the loop. */
 #include <config.h>
 #include "migrate.h"
 
@@ -38,6 +39,43 @@ static void last_error(char *buf, size_t len, const char *what)
 }
 
 /* ---- the migration thread --------------------------------------------------- */
+
+/* The long call runs on a connection of the thread's own to the source,
+ * opened here from the URI of the node's shared one and closed here too:
+ * libvirt 9.0's RPC client crashes the daemon when two threads wait on one
+ * connection and its node hangs past the keepalive (the waiter that gives up
+ * leaves a watch on its own stack registered for the next one; see the
+ * stream's own connection in modules/images/vd_volume.c), and the stats
+ * polls and an abort on the shared connection would wait next to this call
+ * for as long as the copy lasts.  The keepalive is the core's (a silent node
+ * is dead after about 5 s * 3): the call fails on a hung node rather than
+ * holding this thread for as long as it hangs, and the probe that follows a
+ * failure finds out what libvirt made of it. */
+enum { OWN_KEEPALIVE_INTERVAL_S = 5, OWN_KEEPALIVE_COUNT = 3 };
+
+static virConnectPtr own_connection_open(struct mig_call *call)
+{
+    char what[MIG_MSG_MAX];
+    if (!call->conn) {
+        snprintf(call->error, sizeof call->error, "the source node is not connected");
+        return NULL;
+    }
+    /* The URI the shared connection was opened with: no call to the node. */
+    char *uri = virConnectGetURI(call->conn);
+    if (!uri) {
+        last_error(call->error, sizeof call->error, "the URI of the source's connection");
+        return NULL;
+    }
+    virConnectPtr own = virConnectOpen(uri);
+    if (!own) {
+        snprintf(what, sizeof what, "connecting to \"%s\" for the migration", uri);
+        last_error(call->error, sizeof call->error, what);
+    } else if (virConnectSetKeepAlive(own, OWN_KEEPALIVE_INTERVAL_S, OWN_KEEPALIVE_COUNT) < 0) {
+        virResetLastError();   /* a driver without keepalive (test:///) has no node to lose */
+    }
+    free(uri);
+    return own;
+}
 
 void mig_call_free(struct mig_call *call)
 {
@@ -103,7 +141,13 @@ static void *call_main(void *opaque)
     struct mig_call *call = opaque;
     virTypedParameterPtr params = NULL;
     int n = 0, max = 0;
-    virDomainPtr dom = virDomainLookupByUUIDString(call->conn, call->uuid);
+    virDomainPtr dom = NULL;
+    virConnectPtr own = own_connection_open(call);
+    if (!own) {
+        call->rc = -ECONNREFUSED;
+        goto out;
+    }
+    dom = virDomainLookupByUUIDString(own, call->uuid);
     if (!dom) {
         call->rc = -ENOENT;
         last_error(call->error, sizeof call->error, "the domain is not on the source");
@@ -142,6 +186,11 @@ out:
     virTypedParamsFree(params, n);
     if (dom)
         virDomainFree(dom);
+    if (own) {
+        /* Talks to the node, or fails at once on a connection the keepalive closed. */
+        virConnectClose(own);
+        virResetLastError();
+    }
     if (call->ctx->core->loop_post(call->ctx, call->done, call) < 0)
         mig_call_free(call);   /* the daemon is going away: nobody is left to tell */
     return NULL;

@@ -20,7 +20,8 @@ endif
 # Real-node tests of the module (tests/lib/cluster.sh); they need it built.
 MIGRATE_INTEGRATION_TESTS = tests/integration/migrate_basic.sh \
 	tests/integration/migrate_converge.sh tests/integration/migrate_drain.sh \
-	tests/integration/migrate_disks.sh tests/integration/migrate_cdrom.sh
+	tests/integration/migrate_disks.sh tests/integration/migrate_cdrom.sh \
+	tests/integration/migrate_node_hang.sh
 if BUILD_MODULE_MIGRATE
 TESTS += $(MIGRATE_INTEGRATION_TESTS)
 endif

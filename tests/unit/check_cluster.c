@@ -537,6 +537,90 @@ START_TEST(test_heartbeat_refreshes_cheaply)
 }
 END_TEST
 
+struct closed_req {
+    const char *name;
+    bool heartbeat;
+    void *hb_conn;
+    int rc;
+};
+
+static void hb_conn_on_loop(void *opaque)
+{
+    struct closed_req *c = opaque;
+    c->hb_conn = vf_cluster_heartbeat_connection(c->name);
+}
+
+static void *heartbeat_connection(const char *name)
+{
+    struct closed_req c = {.name = name};
+    vf_loop_call(hb_conn_on_loop, &c);
+    return c.hb_conn;
+}
+
+static void closed_on_loop(void *opaque)
+{
+    struct closed_req *c = opaque;
+    c->rc = vf_cluster_connection_closed(c->name, c->heartbeat, VIR_CONNECT_CLOSE_REASON_KEEPALIVE);
+}
+
+/* The heartbeat probes on a connection of its own; libvirt closing either
+ * one takes the node down (ConnectionLost, naming the one), and the
+ * reconnect brings both back. */
+START_TEST(test_two_connections_either_closing)
+{
+    char a[PATH_MAX + 16];
+    node_uri(a, sizeof a, "node-a.xml");
+    vf_loop_call(heartbeat_400ms, NULL);
+    apply("{ name = \"a\"; uri = \"%s\"; }", a);
+    json_object_put(wait_field("a", "status.phase", "Ready", 5000));
+    ck_assert_ptr_nonnull(connection("a"));
+    ck_assert_ptr_nonnull(heartbeat_connection("a"));
+    ck_assert_ptr_ne(connection("a"), heartbeat_connection("a"));
+
+    static const struct {
+        bool heartbeat;
+        const char *says;
+    } cases[] = {{true, "\"a\": heartbeat connection to"}, {false, "\"a\": connection to"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct closed_req c = {.name = "a", .heartbeat = cases[i].heartbeat};
+        vf_loop_call(closed_on_loop, &c);
+        ck_assert_int_eq(c.rc, 0);
+        /* Down at once: the loop handles the close before our next call. */
+        ck_assert_ptr_null(connection("a"));
+        ck_assert_ptr_null(heartbeat_connection("a"));
+        struct json_object *na = wait_field("a", "status.conditions.0.reason", "ConnectionLost",
+                                            2000);
+        ck_assert_str_eq(field(na, "status.phase"), "NotReady");
+        const char *msg = field(na, "status.conditions.0.message");
+        ck_assert_msg(strstr(msg, cases[i].says) && strstr(msg, "keepalive timeout"),
+                      "message: %s", msg);
+        json_object_put(na);
+
+        /* The retry (1 s backoff) reconnects both, and heartbeats go on. */
+        na = wait_field("a", "status.phase", "Ready", 8000);
+        char beat[64];
+        snprintf(beat, sizeof beat, "%s", field(na, "status.lastHeartbeatTime"));
+        json_object_put(na);
+        ck_assert_ptr_nonnull(connection("a"));
+        ck_assert_ptr_nonnull(heartbeat_connection("a"));
+        ck_assert_ptr_ne(connection("a"), heartbeat_connection("a"));
+        for (int waited = 0;; waited += 50) {
+            na = node_get("a");
+            bool moved = strcmp(field(na, "status.lastHeartbeatTime"), beat) != 0;
+            ck_assert_str_eq(field(na, "status.phase"), "Ready");
+            json_object_put(na);
+            if (moved)
+                break;
+            ck_assert_msg(waited < 20000, "no heartbeat after the reconnect");
+            sleep_ms(50);
+        }
+    }
+    struct closed_req gone = {.name = "nope"};
+    vf_loop_call(closed_on_loop, &gone);
+    ck_assert_int_eq(gone.rc, -ENOENT);
+}
+END_TEST
+
 /* ---- stopping ----------------------------------------------------------------- */
 
 START_TEST(test_stop_with_jobs_in_flight)
@@ -675,6 +759,7 @@ static Suite *cluster_suite(void)
     ADD_CASE("backoff", test_backoff_grows, 1);
     ADD_CASE("reconnect", test_reconnect_after_failure, 1);
     ADD_CASE("heartbeat", test_heartbeat_refreshes_cheaply, 1);
+    ADD_CASE("two_connections", test_two_connections_either_closing, 1);
     ADD_CASE("stop_in_flight", test_stop_with_jobs_in_flight, 1);
     ADD_CASE("caps_cpu_model", test_caps_cpu_model, 0);
 #undef ADD_CASE
