@@ -14,8 +14,9 @@
  * a disk's volume from its node, then validate and convert into the store,
  * publish atomically.  The job owns its `struct import_job`; the loop side
  * keeps a pointer in the image's record and reads its progress counters from a
- * 1 s timer, the only thing shared between the threads (atomics).  Restarted daemon: an image found in Provisioning is
- * imported again, resuming its download file where the server allows. */
+ * 1 s timer, the only thing shared between the threads (atomics).  Restarted
+ * daemon: an image found in Provisioning is imported again, resuming its
+ * download file where the server allows. */
 #include "cvi_internal.h"
 #include "cdrom.h"
 #include "ctl_util.h"
