@@ -38,8 +38,9 @@
  *                               blobs misbehave: KIND "cut": the first
  *                               request for each blob gets N bytes, then the
  *                               connection is closed; "stall": N bytes, then
- *                               not a byte more.  -norange: Range is ignored
- *                               for them (always 200 and the whole blob)
+ *                               not a byte more; "slow": every request at
+ *                               most N bytes per second.  -norange: Range is
+ *                               ignored for them (always 200 and the whole blob)
  *   /token                      issues a token; with --token-auth USER:PASS
  *                               only to basic auth USER:PASS, else to anyone
  *
@@ -462,7 +463,9 @@ static MHD_RESULT registry(struct MHD_Connection *c, const char *url)
     if (strcmp(kind, "manifests") == 0)
         o.content_type = mt;
     o.digest = digest;
-    if (fault[0] && strcmp(kind, "blobs") == 0) {
+    if (fault[0] && strcmp(kind, "blobs") == 0 && strcmp(fault, "slow") == 0) {
+        o.bps = (unsigned)fault_n;   /* every request, at most N bytes per second */
+    } else if (fault[0] && strcmp(kind, "blobs") == 0) {
         o.ranges = !fault_norange;
         if (flaky_hit(url) == 1) {   /* the first request for this blob */
             if (strcmp(fault, "cut") == 0)

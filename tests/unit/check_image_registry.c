@@ -427,8 +427,11 @@ START_TEST(streamed_digest_mismatch)
     char name[256];
     /* A plain tar layer with a byte changed in the middle of its disk file:
      * libarchive has nothing to object to, only the digest at the end does.
-     * By then the disk file was written (the output grew); it must be gone. */
-    ck_assert_int_eq(watched_pull(on_fixture("mismatch:one"), 0, &w, &res, name, &err), -EBADMSG);
+     * By then the disk file was written (the output grew); it must be gone.
+     * Served at 1 MiB/s, so that progress is told while the output grows
+     * (one read of the socket may otherwise bring the whole layer). */
+    ck_assert_int_eq(watched_pull(on_fixture("fault/slow-1048576/mismatch:one"), 0, &w, &res, name,
+                                  &err), -EBADMSG);
     ck_assert_str_eq(err.reason, "ChecksumMismatch");
     ck_assert_msg(strstr(err.message, "the manifest says"), "%s", err.message);
     ck_assert_uint_ge(w.max_size, BIG_BYTES / 2);
