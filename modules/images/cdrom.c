@@ -154,8 +154,26 @@ static struct json_object *copies_new(const struct vf_cdrom *cd, const char *nam
     return c;
 }
 
-/* Read-modify-write of the stored record: node joins (add) or leaves the
- * list; message replaces the last failure (NULL: none). */
+/* In the record `copies`: node joins (add) or leaves the list of nodes with
+ * a copy; message replaces the last failure (NULL: none). */
+static void copies_set_node(struct json_object *copies, const char *node, bool add,
+                            const char *message)
+{
+    struct json_object *nodes = member(copies, "nodes");
+    struct json_object *kept = json_object_new_array();
+    for (size_t i = 0; nodes && i < json_object_array_length(nodes); i++) {
+        const char *n = json_object_get_string(json_object_array_get_idx(nodes, i));
+        if (!str_eq(n, node))
+            json_object_array_add(kept, json_object_new_string(n));
+    }
+    if (add)
+        json_object_array_add(kept, json_object_new_string(node));
+    json_object_object_add(copies, "nodes", kept);
+    vf_images_set_str(copies, "message", message);
+}
+
+/* The same as a read-modify-write of the stored record (a job that ended,
+ * outside any reconcile). */
 static void copies_update(struct vf_cdrom *cd, const char *name, const char *uid,
                           const char *node, bool add, const char *message)
 {
@@ -164,19 +182,8 @@ static void copies_update(struct vf_cdrom *cd, const char *name, const char *uid
         return;
     struct json_object *status = vf_images_status_copy(obj);
     struct json_object *copies = member(status, "cdromCopies");
-    struct json_object *nodes = member(copies, "nodes");
-    if (str_eq(string(member(obj, "metadata"), "uid"), uid) && nodes &&
-        json_object_is_type(nodes, json_type_array)) {
-        struct json_object *kept = json_object_new_array();
-        for (size_t i = 0; i < json_object_array_length(nodes); i++) {
-            const char *n = json_object_get_string(json_object_array_get_idx(nodes, i));
-            if (!str_eq(n, node))
-                json_object_array_add(kept, json_object_new_string(n));
-        }
-        if (add)
-            json_object_array_add(kept, json_object_new_string(node));
-        json_object_object_add(copies, "nodes", kept);
-        vf_images_set_str(copies, "message", message);
+    if (str_eq(string(member(obj, "metadata"), "uid"), uid) && copies) {
+        copies_set_node(copies, node, add, message);
         vf_images_status_write(cd->core, cd->ctx, VF_CVI_KIND, "image", name, status);
     }
     json_object_put(status);
@@ -398,8 +405,9 @@ bool vf_cdrom_release(struct vf_cdrom *cd, const char *name, const char *uid,
         return false;
     const char *node = json_object_get_string(json_object_array_get_idx(nodes, 0));
     if (!node_exists(cd, node)) {
-        /* A node taken out of the cluster took its copy along. */
-        copies_update(cd, name, uid, node, false, NULL);
+        /* A node taken out of the cluster took its copy along.  Into the
+         * status the caller writes (a store write here would be undone). */
+        copies_set_node(copies, node, false, NULL);
         vf_cvi_kick(cd->im, name);
         return false;
     }
