@@ -38,8 +38,6 @@ WAIT=${DISK_NODE_HANG_WAIT:-60}
 SIZE_MIB=512
 
 node_phase_is() { [ "$(field node node-1 .status.phase)" = "$1" ]; }
-daemon_alive() { kill -0 "$DAEMON_PID" 2>/dev/null; }
-get_nodes() { vf get nodes >/dev/null 2>&1; }
 # The disk's Ready condition (jsonpath has no filters).
 ready_cond() {
     for i in 0 1 2 3; do

@@ -36,8 +36,6 @@ B=$(echo $NODES | tr ' ' '\n' | grep -vx "$A")
 wait_for 60 filled linux-vm 128 || fail_out "linux-vm fills its memory"
 ok "linux-vm (128 MiB, writes every page) runs on $A, its RAM full"
 
-daemon_alive() { kill -0 "$DAEMON_PID" 2>/dev/null; }
-get_nodes() { vf get nodes >/dev/null 2>&1; }
 node_phase_is() { [ "$(field node "$1" .status.phase)" = "$2" ]; }
 node_says() { field node "$1" '.status.conditions[0].reason}: {.status.conditions[0].message'; }
 # watch_daemon: one look at the daemon while the node hangs; a miss is
