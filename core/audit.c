@@ -5,6 +5,7 @@
  * resourceVersion bookmark, so nothing is lost or sent twice across restarts. */
 #include <config.h>
 #include "audit.h"
+#include "json_util.h"
 #include "kinds.h"
 #include "log.h"
 #include "objects.h"
@@ -56,11 +57,8 @@ void vf_audit_emit(const char *origin, const struct vf_audit_actor *actor, const
     json_object_object_add(spec, "origin", json_object_new_string(origin ? origin : "core"));
     json_object_object_add(spec, "time", json_object_new_string(when));
     json_object_object_add(spec, "actor", who);
-    if (details) {
-        struct json_object *copy = NULL;
-        json_object_deep_copy((struct json_object *)details, &copy, NULL);
-        json_object_object_add(spec, "details", copy);
-    }
+    if (details)
+        json_object_object_add(spec, "details", vf_json_copy(details));
     struct json_object *meta = json_object_new_object();
     json_object_object_add(meta, "generateName", json_object_new_string("ae-"));
     struct json_object *obj = json_object_new_object();

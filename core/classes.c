@@ -97,14 +97,6 @@ static uint64_t jobs_next_seq = 1;
 
 /* ---- small helpers ------------------------------------------------------------ */
 
-static struct json_object *json_copy(const struct json_object *src)
-{
-    struct json_object *dst = NULL;
-    if (!src || json_object_deep_copy((struct json_object *)src, &dst, NULL) < 0)
-        return NULL;
-    return dst;
-}
-
 static void time_now(char buf[TIME_MAX])
 {
     time_t t = time(NULL);
@@ -332,7 +324,7 @@ static struct json_object *merge_condition(const struct json_object *status,
                                            struct json_object *cond)
 {
     struct json_object *out = status && json_object_is_type(status, json_type_object)
-                                  ? json_copy(status) : json_object_new_object();
+                                  ? vf_json_copy(status) : json_object_new_object();
     const char *type = vf_json_string(cond, "type");
     struct json_object *conds = vf_json_member(out, "conditions");
     if (!conds || !json_object_is_type(conds, json_type_array)) {
@@ -954,7 +946,7 @@ static void class_reconcile(const char *name, const struct json_object *nodes)
     struct json_object *old_conds = vf_json_member(old, "conditions");
     struct json_object *tmp = json_object_new_object();
     if (old_conds)
-        json_object_object_add(tmp, "conditions", json_copy(old_conds));
+        json_object_object_add(tmp, "conditions", vf_json_copy(old_conds));
     struct json_object *merged = merge_condition(tmp, cond);
     json_object_object_add(status, "conditions",
                            json_object_get(vf_json_member(merged, "conditions")));
@@ -975,7 +967,7 @@ static void class_reconcile(const char *name, const struct json_object *nodes)
     struct json_object *policies = vf_json_member(spec, "sizingPolicies");
     if (!s->seen || !json_object_equal(policies, s->policies)) {
         json_object_put(s->policies);
-        s->policies = json_copy(policies);
+        s->policies = vf_json_copy(policies);
         s->seen = true;
         vms_evaluate_class(name, obj);
     }

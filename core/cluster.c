@@ -19,11 +19,11 @@
  * The heartbeat probes on a connection of its own, opened by the connect job
  * next to the shared one (same URI, same keepalive, its own close callback)
  * and dropped with it: libvirt 9.0's RPC client crashes when two threads wait
- * on one connection whose node hangs past the keepalive (see the comment on
- * the stream's own connection in modules/images/vd_volume.c), and the
- * heartbeat, every few seconds on a worker, would be the second waiter next
- * to any long call a module makes on the shared one.  Either connection
- * closing takes the node down; the reconnect opens both again.
+ * on one connection whose node hangs past the keepalive (see
+ * <virtfleet/node_connection.h>), and the heartbeat, every few seconds on a
+ * worker, would be the second waiter next to any long call a module makes on
+ * the shared one.  Either connection closing takes the node down; the
+ * reconnect opens both again.
  *
  * Controllers subscribe with vf_cluster_listen(): they hear when a node's
  * connection comes up or goes, and every domain lifecycle event, which is
@@ -31,6 +31,7 @@
  * with the connection. */
 #include <config.h>
 #include "cluster.h"
+#include "json_util.h"
 #include "log.h"
 #include "loop.h"
 #include "objects.h"
@@ -46,6 +47,7 @@
 #include <time.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+#include <virtfleet/node_connection.h>
 
 #define NODE_KIND "Node"
 #define MESSAGE_MAX 512
@@ -60,9 +62,6 @@ enum {
 };
 static const int backoff_first_ms = 1000;
 static const int backoff_max_ms = 60000;
-/* libvirt's keepalive: a silent peer is declared dead after about 5 s * 3. */
-static const int keepalive_interval_s = 5;
-static const unsigned keepalive_count = 3;
 
 /* What a node says about itself, read on a worker. */
 struct node_facts {
@@ -187,16 +186,6 @@ static struct node *node_find(const char *name)
     return NULL;
 }
 
-static struct json_object *json_copy(const struct json_object *src)
-{
-    struct json_object *dst = NULL;
-    if (!src)
-        return json_object_new_object();
-    if (json_object_deep_copy((struct json_object *)src, &dst, NULL) < 0)
-        return NULL;
-    return dst;
-}
-
 /* Labels compare with NULL meaning none. */
 static bool labels_equal(const struct json_object *a, const struct json_object *b)
 {
@@ -207,13 +196,10 @@ static bool labels_equal(const struct json_object *a, const struct json_object *
     return eq;
 }
 
-static struct json_object *member(const struct json_object *obj, const char *key)
+/* A copy of labels (NULL meaning none: an empty object), or NULL when it cannot be made. */
+static struct json_object *labels_copy(const struct json_object *labels)
 {
-    struct json_object *v = NULL;
-    if (!obj || !json_object_is_type(obj, json_type_object) ||
-        !json_object_object_get_ex(obj, key, &v))
-        return NULL;
-    return v;
+    return labels ? vf_json_copy(labels) : json_object_new_object();
 }
 
 /* ---- capabilities: the host CPU model ------------------------------------ */
@@ -379,7 +365,7 @@ static int connection_open(struct job *j, const char *which, virConnectCloseFunc
     if (virConnectRegisterCloseCallback(conn, closed, (void *)(uintptr_t)j->gen, NULL) < 0)
         vf_log_debug("node \"%s\": no close notifications for the %s: %s", j->node, which,
                      virGetLastErrorMessage());
-    if (virConnectSetKeepAlive(conn, keepalive_interval_s, keepalive_count) < 0) {
+    if (virConnectSetKeepAlive(conn, VF_NODE_KEEPALIVE_INTERVAL_S, VF_NODE_KEEPALIVE_COUNT) < 0) {
         if (virGetLastErrorCode() == VIR_ERR_NO_SUPPORT)
             vf_log_debug("node \"%s\": keepalive not supported by \"%s\"; heartbeats only",
                          j->node, j->uri);
@@ -606,7 +592,7 @@ static int node_object_ensure(struct node *n)
                                json_object_new_string(VF_API_GROUP "/" VF_API_VERSION));
         json_object_object_add(obj, "kind", json_object_new_string(NODE_KIND));
         json_object_object_add(meta, "name", json_object_new_string(n->name));
-        json_object_object_add(meta, "labels", json_copy(n->labels));
+        json_object_object_add(meta, "labels", labels_copy(n->labels));
         json_object_object_add(obj, "metadata", meta);
         json_object_object_add(obj, "spec", json_object_new_object());
         rc = vf_objects_create(NODE_KIND, obj, NULL, &err);
@@ -625,11 +611,11 @@ static int node_object_ensure(struct node *n)
         vf_log_error("node \"%s\": cannot read its Node object: %s", n->name, err.message);
         return rc;
     }
-    struct json_object *u = member(member(cur, "spec"), "unschedulable");
+    struct json_object *u = vf_json_member(vf_json_member(cur, "spec"), "unschedulable");
     n->unschedulable = u && json_object_get_boolean(u);
-    struct json_object *meta = member(cur, "metadata");
-    if (!labels_equal(member(meta, "labels"), n->labels)) {
-        json_object_object_add(meta, "labels", json_copy(n->labels));
+    struct json_object *meta = vf_json_member(cur, "metadata");
+    if (!labels_equal(vf_json_member(meta, "labels"), n->labels)) {
+        json_object_object_add(meta, "labels", labels_copy(n->labels));
         rc = vf_objects_update(NODE_KIND, cur, NULL, &err);
         if (rc < 0)
             vf_log_error("node \"%s\": cannot update its labels: %s", n->name, err.message);
@@ -666,7 +652,7 @@ static void node_publish(struct node *n)
         reported = rc < 0;
     } else if (rc == 0) {
         /* Keep what other controllers added to the status. */
-        struct json_object *old = member(cur, "status");
+        struct json_object *old = vf_json_member(cur, "status");
         if (old && json_object_is_type(old, json_type_object)) {
             json_object_object_foreach(old, key, val) {
                 if (!owned_status_key(key))
@@ -978,7 +964,7 @@ static void retired_closed(virConnectPtr conn)
 static void connection_retire(virConnectPtr conn, int event_id, virConnectCloseFunc closed)
 {
     /* A silent peer is dead after interval * (count + 1) at the latest. */
-    const int wait_ms = keepalive_interval_s * ((int)keepalive_count + 1) * 1000 + 2000;
+    const int wait_ms = VF_NODE_KEEPALIVE_INTERVAL_S * (VF_NODE_KEEPALIVE_COUNT + 1) * 1000 + 2000;
     struct retired *r = NULL;
     if (virConnectIsAlive(conn) == 1 && (r = calloc(1, sizeof *r))) {
         r->timer = vf_loop_timer_add(wait_ms, retired_timeout, r);
@@ -1138,7 +1124,7 @@ static struct node *node_new(const struct vf_config_node *c)
         return NULL;
     n->name = strdup(c->name);
     n->uri = strdup(c->uri);
-    n->labels = json_copy(c->labels);
+    n->labels = labels_copy(c->labels);
     n->cpu_allocation_ratio = c->cpu_allocation_ratio;
     n->state = NODE_WAITING;
     n->event_id = -1;
@@ -1159,7 +1145,7 @@ static void node_watch_cb(void *opaque, const char *kind, enum vf_watch_event ty
     struct node *n = node_find(vf_object_name(obj));
     if (!n)
         return;
-    struct json_object *u = member(member(obj, "spec"), "unschedulable");
+    struct json_object *u = vf_json_member(vf_json_member(obj, "spec"), "unschedulable");
     bool unschedulable = u && json_object_get_boolean(u);
     if (unschedulable == n->unschedulable)
         return;
@@ -1249,7 +1235,7 @@ static void node_reconfigure(struct node *n, const struct vf_config_node *c)
         node_publish(n);
     }
     if (!labels_equal(n->labels, c->labels)) {
-        struct json_object *labels = json_copy(c->labels);
+        struct json_object *labels = labels_copy(c->labels);
         if (labels) {
             json_object_put(n->labels);
             n->labels = labels;

@@ -29,30 +29,13 @@ struct vf_selector {
     struct requirement req[];
 };
 
-/* json-c's getter takes a non-const object although it does not modify it. */
-static const char *string_of(const struct json_object *o)
-{
-    return o && json_object_is_type(o, json_type_string)
-               ? json_object_get_string((struct json_object *)o)
-               : NULL;
-}
-
-static const char *label_value(const struct json_object *labels, const char *key)
-{
-    struct json_object *v;
-    if (!labels || !json_object_is_type(labels, json_type_object) ||
-        !json_object_object_get_ex(labels, key, &v))
-        return NULL;
-    return string_of(v);
-}
-
 static bool value_listed(const struct requirement *r, const char *v)
 {
     if (r->value)
         return strcmp(r->value, v) == 0;
     size_t n = json_object_array_length(r->values);
     for (size_t i = 0; i < n; i++) {
-        const char *s = string_of(json_object_array_get_idx(r->values, i));
+        const char *s = vf_json_as_string(json_object_array_get_idx(r->values, i));
         if (s && strcmp(s, v) == 0)
             return true;
     }
@@ -63,7 +46,7 @@ static bool value_listed(const struct requirement *r, const char *v)
  * holds when the key is absent or its value is not listed. */
 static bool requirement_holds(const struct requirement *r, const struct json_object *labels)
 {
-    const char *v = label_value(labels, r->key);
+    const char *v = vf_json_string(labels, r->key);
     switch (r->op) {
     case OP_IN: return v && value_listed(r, v);
     case OP_NOT_IN: return !v || !value_listed(r, v);
@@ -78,8 +61,8 @@ static bool requirement_holds(const struct requirement *r, const struct json_obj
  * selector we cannot read never matches by accident. */
 static int requirement_parse(const struct json_object *expr, struct requirement *r)
 {
-    const char *key = string_of(vf_json_member(expr, "key"));
-    const char *op = string_of(vf_json_member(expr, "operator"));
+    const char *key = vf_json_string(expr, "key");
+    const char *op = vf_json_string(expr, "operator");
     const struct json_object *values = vf_json_member(expr, "values");
     size_t n_values = 0;
 
@@ -98,7 +81,7 @@ static int requirement_parse(const struct json_object *expr, struct requirement 
             return -EINVAL;
         n_values = json_object_array_length(values);
         for (size_t i = 0; i < n_values; i++)
-            if (!string_of(json_object_array_get_idx(values, i)))
+            if (!vf_json_as_string(json_object_array_get_idx(values, i)))
                 return -EINVAL;
     }
     if ((r->op == OP_IN || r->op == OP_NOT_IN) && n_values == 0)
@@ -116,7 +99,7 @@ static bool map_holds(const struct json_object *map, const struct json_object *l
     if (!json_object_is_type(map, json_type_object))
         return false;
     json_object_object_foreach((struct json_object *)map, key, val) {
-        const char *want = string_of(val), *have = label_value(labels, key);
+        const char *want = vf_json_as_string(val), *have = vf_json_string(labels, key);
         if (!want || !have || strcmp(want, have) != 0)
             return false;
     }
@@ -170,7 +153,7 @@ static int add_map(const struct json_object *map, struct vf_selector *sel)
         struct requirement *r = &sel->req[sel->n++];
         r->key = key;
         r->op = OP_IN;
-        r->value = string_of(val);
+        r->value = vf_json_as_string(val);
         r->values = NULL;
         if (!r->value)
             return -EINVAL;
@@ -283,7 +266,7 @@ static void requirement_format(const struct requirement *r, char *buf, size_t le
         append(buf, len, used, " (");
         for (size_t i = 0; i < n; i++)
             append(buf, len, used, "%s%s", i ? ", " : "",
-                   string_of(json_object_array_get_idx(r->values, i)));
+                   vf_json_as_string(json_object_array_get_idx(r->values, i)));
         append(buf, len, used, ")");
     }
 }
@@ -329,7 +312,7 @@ void vf_selector_explain(const struct vf_selector *sel, int index, const struct 
     if (!sel || index < 0 || (size_t)index >= sel->n)
         return;
     r = &sel->req[index];
-    have = label_value(labels, r->key);
+    have = vf_json_string(labels, r->key);
     if (have)
         append(buf, len, &used, "label %s=%s does not match ", r->key, have);
     else

@@ -57,14 +57,6 @@ static int resolve(const char *kind, const struct vf_kind_entry **out, struct vf
     return 0;
 }
 
-static struct json_object *json_copy(const struct json_object *src)
-{
-    struct json_object *dst = NULL;
-    if (!src || json_object_deep_copy((struct json_object *)src, &dst, NULL) < 0)
-        return NULL;
-    return dst;
-}
-
 /* Reads errors of the store (which carry no vf_error) as the caller's. */
 static int read_error(int r, const char *kind, const char *name, struct vf_error *err)
 {
@@ -152,7 +144,7 @@ int vf_objects_create(const char *kind, const struct json_object *obj, struct js
         *out = NULL;
     if ((r = resolve(kind, &e, err)) < 0 || (r = need_object(e, obj, "object", err)) < 0)
         return r;
-    copy = json_copy(obj);
+    copy = vf_json_copy(obj);
     r = vf_kinds_validate(e, NULL, copy, err);
     if (r == 0)
         r = vf_store_create(objects_store, e->kind->kind, copy, out, err);
@@ -180,7 +172,7 @@ int vf_objects_update(const char *kind, const struct json_object *obj, struct js
                             e->kind->kind);
     if ((r = read_stored(e, name, &old, err)) < 0)
         return r;
-    copy = json_copy(obj);
+    copy = vf_json_copy(obj);
     r = vf_kinds_validate(e, old, copy, err);
     if (r == 0)
         r = vf_store_update(objects_store, e->kind->kind, copy, out, err);
@@ -205,7 +197,7 @@ static void merge_patch(struct json_object *target, const struct json_object *pa
             }
             merge_patch(cur, val);
         } else {
-            json_object_object_add(target, key, json_copy(val));
+            json_object_object_add(target, key, vf_json_copy(val));
         }
     }
 }
@@ -276,7 +268,7 @@ int vf_objects_patch(const char *kind, const char *name, const struct json_objec
         json_object_put(stored);
         return r;
     }
-    merged = json_copy(stored);
+    merged = vf_json_copy(stored);
     merge_patch(merged, patch);
     /* Without a precondition in the patch, the patch applies to what was just
      * read; the store still refuses it if that changed meanwhile. */
@@ -284,7 +276,7 @@ int vf_objects_patch(const char *kind, const char *name, const struct json_objec
     if (meta && !vf_json_member(vf_json_member(patch, "metadata"), "resourceVersion")) {
         struct json_object *rv = vf_json_member(vf_json_member(stored, "metadata"), "resourceVersion");
         if (rv)
-            json_object_object_add(meta, "resourceVersion", json_copy(rv));
+            json_object_object_add(meta, "resourceVersion", vf_json_copy(rv));
     }
     r = vf_kinds_validate(e, stored, merged, err);
     if (r == 0)

@@ -111,18 +111,6 @@ static void append(char *buf, size_t len, size_t *used, const char *fmt, ...)
         *used = *used + (size_t)n < len ? *used + (size_t)n : len - 1;
 }
 
-static const char *string_of(const struct json_object *o)
-{
-    return o && json_object_is_type(o, json_type_string)
-               ? json_object_get_string((struct json_object *)o)
-               : NULL;
-}
-
-static const char *label_value(const struct json_object *labels, const char *key)
-{
-    return string_of(vf_json_member(labels, key));
-}
-
 /* ---- VM sizes ----------------------------------------------------------- */
 
 /* "25%" or 25; 100 when absent or unreadable (the schema default). */
@@ -132,10 +120,10 @@ static int64_t core_fraction(const struct json_object *v)
 
     if (v && json_object_is_type(v, json_type_int)) {
         pct = json_object_get_int64(v);
-    } else if (string_of(v)) {
+    } else if (vf_json_as_string(v)) {
         char *end;
-        long n = strtol(string_of(v), &end, 10);
-        if (end != string_of(v) && (*end == '%' || *end == '\0'))
+        long n = strtol(vf_json_as_string(v), &end, 10);
+        if (end != vf_json_as_string(v) && (*end == '%' || *end == '\0'))
             pct = n;
     }
     return pct >= 1 && pct <= 100 ? pct : 100;
@@ -160,7 +148,7 @@ int64_t vf_placement_vm_memory(const struct json_object *vm_spec)
 
     if (size && json_object_is_type(size, json_type_int))
         return json_object_get_int64(size) > 0 ? json_object_get_int64(size) : 0;
-    if (string_of(size) && vf_quantity_parse(string_of(size), &bytes) == 0)
+    if (vf_json_as_string(size) && vf_quantity_parse(vf_json_as_string(size), &bytes) == 0)
         return bytes;
     return 0;
 }
@@ -205,7 +193,7 @@ static int add_vm_terms(struct decision *d, const struct json_object *list, bool
     for (size_t i = 0, n = list ? json_object_array_length(list) : 0; i < n; i++) {
         const struct json_object *t = json_object_array_get_idx(list, i);
         const struct json_object *sel = vf_json_member(t, "labelSelector");
-        const char *topology = string_of(vf_json_member(t, "topologyKey"));
+        const char *topology = vf_json_string(t, "topologyKey");
         struct term *term = &d->terms[d->n_terms++];
 
         term->anti = anti;
@@ -347,7 +335,7 @@ static int terms_prepare(struct decision *d, const struct vf_placement_node *nod
 
         if (t->topology) {
             for (size_t i = 0; i < n_nodes; i++) {
-                const char *domain = label_value(nodes[i].labels, t->topology), *vm;
+                const char *domain = vf_json_string(nodes[i].labels, t->topology), *vm;
                 if (!domain || domain_vm(t, domain) || !(vm = node_match(d, t, &nodes[i])))
                     continue;
                 if (!t->domains) {
@@ -377,7 +365,7 @@ static bool term_allows(const struct decision *d, const struct term *t,
 {
     *vm = NULL;
     if (t->topology) {
-        const char *domain = label_value(node->labels, t->topology);
+        const char *domain = vf_json_string(node->labels, t->topology);
         if (!domain)
             return t->anti;   /* no domain: nothing there to avoid, nothing to join */
         *vm = domain_vm(t, domain);
@@ -514,17 +502,17 @@ static void explain_node(const struct decision *d, const struct vf_placement_nod
     case R_ANTI_AFFINITY:
         if (t->topology)
             append(buf, len, used, "anti-affinity: VM %s with %s runs in %s=%s", v->blocking_vm,
-                   t->desc, t->topology, label_value(node->labels, t->topology));
+                   t->desc, t->topology, vf_json_string(node->labels, t->topology));
         else
             append(buf, len, used, "anti-affinity: VM %s with %s runs there", v->blocking_vm,
                    t->desc);
         break;
     case R_AFFINITY:
-        if (t->topology && !label_value(node->labels, t->topology))
+        if (t->topology && !vf_json_string(node->labels, t->topology))
             append(buf, len, used, "affinity: no label %s", t->topology);
         else if (t->topology)
             append(buf, len, used, "affinity: no VM with %s runs in %s=%s", t->desc, t->topology,
-                   label_value(node->labels, t->topology));
+                   vf_json_string(node->labels, t->topology));
         else
             append(buf, len, used, "affinity: no VM with %s runs there", t->desc);
         break;

@@ -187,16 +187,6 @@ static struct json_object *json_parse_column(sqlite3_stmt *s, int col)
     return obj;
 }
 
-static struct json_object *json_copy(const struct json_object *src)
-{
-    struct json_object *dst = NULL;
-    if (!src)
-        return NULL;
-    if (json_object_deep_copy((struct json_object *)src, &dst, NULL) < 0)
-        return NULL;
-    return dst;
-}
-
 /* A resourceVersion as Kubernetes writes it (a decimal string), or as an
  * integer for lenient clients.  -ENOENT when absent, -EINVAL when malformed. */
 static int rv_parse(const struct json_object *obj, int64_t *rv)
@@ -331,11 +321,11 @@ static struct json_object *meta_build(const struct meta_values *m)
     if (m->deletion)
         json_object_object_add(meta, "deletionTimestamp", json_object_new_string(m->deletion));
     if (m->labels)
-        json_object_object_add(meta, "labels", json_copy(m->labels));
+        json_object_object_add(meta, "labels", vf_json_copy(m->labels));
     if (m->annotations)
-        json_object_object_add(meta, "annotations", json_copy(m->annotations));
+        json_object_object_add(meta, "annotations", vf_json_copy(m->annotations));
     if (!finalizers_empty(m->finalizers))
-        json_object_object_add(meta, "finalizers", json_copy(m->finalizers));
+        json_object_object_add(meta, "finalizers", vf_json_copy(m->finalizers));
     return meta;
 }
 
@@ -356,17 +346,17 @@ static struct json_object *object_compose(const char *api_version, const char *k
     json_object_object_add(obj, "kind", json_object_new_string(kind));
     json_object_object_add(obj, "metadata", meta);
     if (spec)
-        json_object_object_add(obj, "spec", json_copy(spec));
+        json_object_object_add(obj, "spec", vf_json_copy(spec));
     if (body) {
         json_object_object_foreach((struct json_object *)body, key, val) {
             if (!strcmp(key, "apiVersion") || !strcmp(key, "kind") || !strcmp(key, "metadata") ||
                 !strcmp(key, "spec") || !strcmp(key, "status") || !val)
                 continue;
-            json_object_object_add(obj, key, json_copy(val));
+            json_object_object_add(obj, key, vf_json_copy(val));
         }
     }
     if (status)
-        json_object_object_add(obj, "status", json_copy(status));
+        json_object_object_add(obj, "status", vf_json_copy(status));
     return obj;
 }
 
@@ -926,7 +916,7 @@ fail:
 static void result_out(struct json_object *obj, struct json_object **out)
 {
     if (out)
-        *out = json_copy(obj);
+        *out = vf_json_copy(obj);
 }
 
 /* A failed store_read inside a write, as the caller's error. */

@@ -15,11 +15,6 @@
 #define VD_KIND "VirtualDisk"
 #define CVI_KIND "ClusterVirtualImage"
 
-static bool str_eq(const char *a, const char *b)
-{
-    return a && b && strcmp(a, b) == 0;
-}
-
 void vf_vm_disks_free(struct vf_vm_disks *d)
 {
     if (!d)
@@ -40,7 +35,7 @@ void vf_vm_disks_free(struct vf_vm_disks *d)
 bool vf_vm_disks_on_node(const struct vf_vm_disks *d, const char *node)
 {
     for (size_t i = 0; d->image_nodes && d->image_nodes[i]; i++)
-        if (str_eq(d->image_nodes[i], node))
+        if (vf_json_str_eq(d->image_nodes[i], node))
             return true;
     return !d->image_nodes;
 }
@@ -52,12 +47,7 @@ bool vf_vm_disks_on_node(const struct vf_vm_disks *d, const char *node)
 
 static bool has_finalizer(const struct json_object *obj, const char *which)
 {
-    struct json_object *fin = vf_json_member(vf_json_member(obj, "metadata"), "finalizers");
-    size_t n = fin && json_object_is_type(fin, json_type_array) ? json_object_array_length(fin) : 0;
-    for (size_t i = 0; i < n; i++)
-        if (str_eq(json_object_get_string(json_object_array_get_idx(fin, i)), which))
-            return true;
-    return false;
+    return vf_json_array_has(vf_json_member(vf_json_member(obj, "metadata"), "finalizers"), which);
 }
 
 static bool names_disk(const struct json_object *vm, const char *kind, const char *name)
@@ -67,7 +57,8 @@ static bool names_disk(const struct json_object *vm, const char *kind, const cha
                                                                   : 0;
     for (size_t i = 0; i < n; i++) {
         struct json_object *ref = json_object_array_get_idx(refs, i);
-        if (str_eq(vf_json_string(ref, "kind"), kind) && str_eq(vf_json_string(ref, "name"), name))
+        if (vf_json_str_eq(vf_json_string(ref, "kind"), kind) &&
+            vf_json_str_eq(vf_json_string(ref, "name"), name))
             return true;
     }
     return false;
@@ -84,7 +75,7 @@ static const char *user_of(const struct json_object *vms, const char *self, cons
         struct json_object *o = json_object_array_get_idx(vms, i);
         const char *name = vf_json_string(vf_json_member(o, "metadata"), "name");
         const char *on = vf_json_string(vf_json_member(o, "status"), "node");
-        if (!name || str_eq(name, self) || !on || !*on || !names_disk(o, VD_KIND, disk))
+        if (!name || vf_json_str_eq(name, self) || !on || !*on || !names_disk(o, VD_KIND, disk))
             continue;
         *node = on;
         return name;
@@ -128,16 +119,6 @@ static int add_volume(struct vf_vm_disks *out, const char *pool, const char *vol
     return d->pool && d->volume && d->format ? 0 : -ENOMEM;
 }
 
-static bool listed(const struct json_object *names, const char *name)
-{
-    size_t n = names && json_object_is_type(names, json_type_array)
-                   ? json_object_array_length(names) : 0;
-    for (size_t i = 0; i < n; i++)
-        if (str_eq(json_object_get_string(json_object_array_get_idx(names, i)), name))
-            return true;
-    return false;
-}
-
 /* Keep in out->image_nodes only the nodes in `nodes` (the first image sets
  * the list).  Empty afterwards: no node holds every image. */
 static int image_nodes_narrow(struct vf_vm_disks *out, const struct json_object *nodes)
@@ -154,7 +135,7 @@ static int image_nodes_narrow(struct vf_vm_disks *out, const struct json_object 
         return 0;
     }
     for (size_t i = 0; out->image_nodes[i]; i++) {
-        if (listed(nodes, out->image_nodes[i]))
+        if (vf_json_array_has(nodes, out->image_nodes[i]))
             out->image_nodes[kept++] = out->image_nodes[i];
         else
             free(out->image_nodes[i]);
@@ -205,7 +186,7 @@ static int resolve_vd(const char *vm, const char *name, const struct json_object
     if (vf_json_member(vf_json_member(obj, "metadata"), "deletionTimestamp"))
         return fail(-EAGAIN, reason, rl, "DiskNotReady", msg, ml,
                     "VirtualDisk \"%s\" is being deleted", name);
-    if (!str_eq(phase, "Ready") || !vf_json_string(t, "path"))
+    if (!vf_json_str_eq(phase, "Ready") || !vf_json_string(t, "path"))
         return fail(-EAGAIN, reason, rl, "DiskNotReady", msg, ml,
                     "VirtualDisk \"%s\" is %s, not Ready: the VM waits for it", name,
                     phase ? phase : "Pending");
@@ -231,7 +212,7 @@ static int resolve_vd(const char *vm, const char *name, const struct json_object
         out->local = true;
     }
     const char *format = vf_json_string(st, "format");
-    if (add_disk(out, vf_json_string(t, "path"), str_eq(format, "qcow2") ? "qcow2" : "raw",
+    if (add_disk(out, vf_json_string(t, "path"), vf_json_str_eq(format, "qcow2") ? "qcow2" : "raw",
                  false) < 0)
         return fail(-ENOMEM, reason, rl, "InternalError", msg, ml, "out of memory");
     return 0;
@@ -249,7 +230,7 @@ static int resolve_cvi(const char *name, const struct json_object *obj, struct v
     if (vf_json_member(vf_json_member(obj, "metadata"), "deletionTimestamp"))
         return fail(-EAGAIN, reason, rl, "DiskNotReady", msg, ml,
                     "ClusterVirtualImage \"%s\" is being deleted", name);
-    if (!str_eq(phase, "Ready") || !path)
+    if (!vf_json_str_eq(phase, "Ready") || !path)
         return fail(-EAGAIN, reason, rl, "DiskNotReady", msg, ml,
                     "ClusterVirtualImage \"%s\" is %s, not Ready: the VM waits for it", name,
                     phase ? phase : "Pending");
@@ -259,7 +240,7 @@ static int resolve_cvi(const char *name, const struct json_object *obj, struct v
                     "ClusterVirtualImage \"%s\" is a disk image, not a CD-ROM: a VM writes to "
                     "its disks, so make a VirtualDisk from it (spec.dataSource.objectRef) and "
                     "name that disk in spec.blockDeviceRefs", name);
-    const char *format = str_eq(vf_json_string(st, "format"), "qcow2") ? "qcow2" : "raw";
+    const char *format = vf_json_str_eq(vf_json_string(st, "format"), "qcow2") ? "qcow2" : "raw";
     struct json_object *copies = vf_json_member(st, "cdromCopies");
     if (copies)
         return resolve_cdrom_copies(name, copies, format, out, reason, rl, msg, ml);
@@ -294,8 +275,8 @@ int vf_vm_disks_resolve_with(const struct json_object *vm, vf_vm_disks_lookup_fn
         }
         for (size_t k = 0; k < i; k++) {
             struct json_object *prev = json_object_array_get_idx(refs, k);
-            if (str_eq(vf_json_string(prev, "kind"), kind) &&
-                str_eq(vf_json_string(prev, "name"), name))
+            if (vf_json_str_eq(vf_json_string(prev, "kind"), kind) &&
+                vf_json_str_eq(vf_json_string(prev, "name"), name))
                 rc = fail(-EINVAL, reason, reason_len, "InvalidBlockDeviceRef", msg, msg_len,
                           "spec.blockDeviceRefs[%zu]: %s \"%s\" is listed twice", i, kind, name);
         }

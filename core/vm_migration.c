@@ -12,6 +12,7 @@
  * the few vf_vms_*() calls of vms_internal.h. */
 #include <config.h>
 #include "vms_internal.h"
+#include "json_util.h"
 #include "cluster.h"
 #include "log.h"
 #include "objects.h"
@@ -24,23 +25,17 @@
 #include <string.h>
 #include <libvirt/libvirt.h>
 
-#define member vf_vms_member
-#define string vf_vms_string
-#define str_eq vf_vms_str_eq
-#define json_copy vf_vms_json_copy
-#define set_string vf_vms_set_string
-
 /* The VM's spec.nodeSelector with a migration's extra labels added; a label
  * both name with different values can be met by no node: refused. */
 static int merged_selector(const struct json_object *vm_sel, const struct json_object *extra,
                            struct json_object **out, struct vf_error *err)
 {
-    struct json_object *m = json_copy(vm_sel);
+    struct json_object *m = vf_json_copy_or_empty(vm_sel);
     if (extra && json_object_is_type(extra, json_type_object)) {
         json_object_object_foreach((struct json_object *)extra, k, val) {
             const char *want = json_object_get_string(val);
-            const char *have = string(m, k);
-            if (have && !str_eq(have, want)) {
+            const char *have = vf_json_string(m, k);
+            if (have && !vf_json_str_eq(have, want)) {
                 json_object_put(m);
                 return vf_error_set(err, -EINVAL, 422, "Invalid", "spec.migrate.nodeSelector",
                                     "label %s=%s conflicts with the VM's nodeSelector %s=%s", k,
@@ -60,8 +55,8 @@ static int migration_choose(const struct json_object *vm, const char *source, co
                             char *target, size_t len, struct vf_error *err)
 {
     const char *name = vf_object_name(vm);
-    const struct json_object *spec = member(vm, "spec");
-    const char *class_name = string(spec, "virtualMachineClassName");
+    const struct json_object *spec = vf_json_member(vm, "spec");
+    const char *class_name = vf_json_string(spec, "virtualMachineClassName");
     struct json_object *vmclass = NULL, *sel = NULL;
     char why[VF_VM_MSG_MAX] = "";
     int rc;
@@ -70,7 +65,7 @@ static int migration_choose(const struct json_object *vm, const char *source, co
     if (vf_objects_get(VF_VMCLASS_KIND, class_name, &vmclass, err) < 0)
         return vf_error_set(err, -ENOENT, 422, "ClassNotFound", "spec.virtualMachineClassName",
                             "VirtualMachineClass \"%s\" not found", class_name);
-    if ((rc = merged_selector(member(spec, "nodeSelector"), selector, &sel, err)) < 0) {
+    if ((rc = merged_selector(vf_json_member(spec, "nodeSelector"), selector, &sel, err)) < 0) {
         json_object_put(vmclass);
         return rc;
     }
@@ -86,21 +81,21 @@ static int migration_choose(const struct json_object *vm, const char *source, co
     bool found = !only;
     for (size_t i = 0; nodes && i < n_all; i++) {
         const struct vf_placement_node *pn = &all[i];
-        bool skip = only && !str_eq(pn->name, only);
+        bool skip = only && !vf_json_str_eq(pn->name, only);
         for (size_t k = 0; !only && exclude && exclude[k]; k++)
-            skip = skip || str_eq(pn->name, exclude[k]);
-        found = found || str_eq(pn->name, only);
+            skip = skip || vf_json_str_eq(pn->name, exclude[k]);
+        found = found || vf_json_str_eq(pn->name, only);
         if (!skip)
             nodes[n++] = *pn;
     }
     struct vf_placement_request req = {
         .vm_name = name,
-        .vm_labels = member(member(vm, "metadata"), "labels"),
+        .vm_labels = vf_json_member(vf_json_member(vm, "metadata"), "labels"),
         .cpu_millis = vf_placement_vm_cpu_millis(spec),
         .memory_bytes = vf_placement_vm_memory(spec),
-        .class_selector = member(member(vmclass, "spec"), "nodeSelector"),
+        .class_selector = vf_json_member(vf_json_member(vmclass, "spec"), "nodeSelector"),
         .vm_node_selector = json_object_object_length(sel) ? sel : NULL,
-        .affinity = member(spec, "affinity"),
+        .affinity = vf_json_member(spec, "affinity"),
         .exclude_node = source,
     };
     /* The target must hold copies of its CD-ROM images (local disks are
@@ -115,7 +110,7 @@ static int migration_choose(const struct json_object *vm, const char *source, co
     else if (!found)
         rc = vf_error_set(err, -ENOENT, 422, "NodeNotFound", "spec.migrate.nodeName",
                           "node \"%s\" not found", only);
-    else if (only && str_eq(only, source))
+    else if (only && vf_json_str_eq(only, source))
         rc = vf_error_set(err, -EINVAL, 422, "Invalid", "spec.migrate.nodeName",
                           "vm \"%s\" already runs on node \"%s\"", name, only);
     else if ((idx = vf_placement_choose(&req, nodes, n, why, sizeof why)) < 0)
@@ -139,16 +134,16 @@ static int migration_vm(const char *vm, const char *phase, struct json_object **
     if (vf_objects_get(VF_VM_KIND, vm, &obj, NULL) < 0)
         return vf_error_set(err, -ENOENT, 404, "NotFound", "spec.virtualMachineName",
                             "VirtualMachine \"%s\" not found", vm);
-    const struct json_object *st = member(obj, "status");
-    const char *now = string(st, "phase");
-    if (member(member(obj, "metadata"), "deletionTimestamp") || !string(st, "node") ||
-        !str_eq(now, phase)) {
+    const struct json_object *st = vf_json_member(obj, "status");
+    const char *now = vf_json_string(st, "phase");
+    bool deleting = vf_json_member(vf_json_member(obj, "metadata"), "deletionTimestamp") != NULL;
+    if (deleting || !vf_json_string(st, "node") || !vf_json_str_eq(now, phase)) {
         vf_error_set(err, -EBUSY, 409, "NotRunning", "",
                      "vm \"%s\" is %s%s; only a %s VM %s", vm,
-                     member(member(obj, "metadata"), "deletionTimestamp") ? "being deleted"
-                                                                          : now ? now : "new",
-                     string(st, "node") ? "" : " on no node", phase,
-                     str_eq(phase, "Running") ? "can be migrated" : "has a migration to update");
+                     deleting ? "being deleted" : now ? now : "new",
+                     vf_json_string(st, "node") ? "" : " on no node", phase,
+                     vf_json_str_eq(phase, "Running") ? "can be migrated"
+                                                      : "has a migration to update");
         json_object_put(obj);
         return -EBUSY;
     }
@@ -159,7 +154,7 @@ static int migration_vm(const char *vm, const char *phase, struct json_object **
 /* Replace each member of migrationState named in fields (a null value removes it). */
 static void migration_merge(struct json_object *status, const struct json_object *fields)
 {
-    struct json_object *ms = member(status, "migrationState");
+    struct json_object *ms = vf_json_member(status, "migrationState");
     if (!ms || !json_object_is_type(ms, json_type_object)) {
         ms = json_object_new_object();
         json_object_object_add(status, "migrationState", ms);
@@ -170,7 +165,7 @@ static void migration_merge(struct json_object *status, const struct json_object
         if (!val)
             json_object_object_del(ms, k);
         else
-            json_object_object_add(ms, k, json_copy(val));
+            json_object_object_add(ms, k, vf_json_copy_or_empty(val));
     }
 }
 
@@ -188,13 +183,13 @@ static void net_job_done(struct vf_vm_job *j)
 static void migration_net(const struct json_object *obj, enum vf_vm_job_type type,
                           const char *node, const char *peer)
 {
-    const struct json_object *st = member(obj, "status");
-    const char *mac = string(st, "macAddress");
+    const struct json_object *st = vf_json_member(obj, "status");
+    const char *mac = vf_json_string(st, "macAddress");
     if (!mac || !node || !peer)
         return;
     struct vf_vm_job *j = vf_vm_job_new(type, node, vf_object_name(obj),
-                                        string(member(obj, "metadata"), "uid"));
-    if (!j || vf_vm_job_set_net(j, vf_vms_network(), mac, string(st, "ipAddress")) < 0) {
+                                        vf_json_string(vf_json_member(obj, "metadata"), "uid"));
+    if (!j || vf_vm_job_set_net(j, vf_vms_network(), mac, vf_json_string(st, "ipAddress")) < 0) {
         vf_vm_job_free(j);
         return;
     }
@@ -220,8 +215,8 @@ int vf_vms_migration_target(const char *vm, const char *node_name,
     int rc = migration_vm(vm, "Running", &obj, err);
     if (rc < 0)
         return rc;
-    rc = migration_choose(obj, string(member(obj, "status"), "node"), node_name, selector,
-                          exclude, target, len, err);
+    rc = migration_choose(obj, vf_json_string(vf_json_member(obj, "status"), "node"), node_name,
+                          selector, exclude, target, len, err);
     json_object_put(obj);
     return rc;
 }
@@ -234,20 +229,20 @@ int vf_vms_migration_begin(const char *vm, const char *target, const struct json
     int rc = migration_vm(vm, "Running", &obj, err);
     if (rc < 0)
         return rc;
-    const struct json_object *old = member(obj, "status");
-    const char *source = string(old, "node");
+    const struct json_object *old = vf_json_member(obj, "status");
+    const char *source = vf_json_string(old, "node");
     /* The target must still fit now that the caller is about to use it. */
     if ((rc = migration_choose(obj, source, target, NULL, NULL, chosen, sizeof chosen, err)) < 0) {
         json_object_put(obj);
         return rc;
     }
-    struct json_object *status = json_copy(old);
+    struct json_object *status = vf_json_copy_or_empty(old);
     json_object_object_del(status, "migrationState");   /* a new migration, a new record */
     migration_merge(status, fields);
-    struct json_object *ms = member(status, "migrationState");
+    struct json_object *ms = vf_json_member(status, "migrationState");
     json_object_object_add(ms, "sourceNode", json_object_new_string(source));
     json_object_object_add(ms, "targetNode", json_object_new_string(target));
-    set_string(status, "phase", "Migrating");
+    vf_json_set_string(status, "phase", "Migrating");
     snprintf(msg, sizeof msg, "migrating from node \"%s\" to node \"%s\"", source, target);
     vf_vms_condition_set(status, "Running", "True", "Migrating", msg);
     rc = vf_objects_update_status(VF_VM_KIND, vm, status, NULL, err);
@@ -267,8 +262,8 @@ int vf_vms_migration_update(const char *vm, const struct json_object *fields, st
     int rc = migration_vm(vm, "Migrating", &obj, err);
     if (rc < 0)
         return rc;
-    const struct json_object *old = member(obj, "status");
-    struct json_object *status = json_copy(old);
+    const struct json_object *old = vf_json_member(obj, "status");
+    struct json_object *status = vf_json_copy_or_empty(old);
     migration_merge(status, fields);
     if (!json_object_equal((struct json_object *)old, status))
         rc = vf_objects_update_status(VF_VM_KIND, vm, status, NULL, err);
@@ -286,21 +281,23 @@ int vf_vms_migration_end(const char *vm, const char *node, const struct json_obj
     if (vf_objects_get(VF_VM_KIND, vm, &cur, NULL) < 0)
         return vf_error_set(err, -ENOENT, 404, "NotFound", "", "VirtualMachine \"%s\" not found", vm);
     obj = cur;
-    const struct json_object *old = member(obj, "status");
-    const struct json_object *oms = member(old, "migrationState");
-    if (!str_eq(string(old, "phase"), "Migrating")) {
+    const struct json_object *old = vf_json_member(obj, "status");
+    const struct json_object *oms = vf_json_member(old, "migrationState");
+    if (!vf_json_str_eq(vf_json_string(old, "phase"), "Migrating")) {
         json_object_put(obj);
         return vf_error_set(err, -EBUSY, 409, "NotMigrating", "", "vm \"%s\" is not Migrating", vm);
     }
-    if (!str_eq(node, string(oms, "sourceNode")) && !str_eq(node, string(oms, "targetNode"))) {
+    const char *source = vf_json_string(oms, "sourceNode");
+    const char *target = vf_json_string(oms, "targetNode");
+    if (!vf_json_str_eq(node, source) && !vf_json_str_eq(node, target)) {
         json_object_put(obj);
         return vf_error_set(err, -EINVAL, 400, "Invalid", "", "vm \"%s\": node \"%s\" is neither "
                             "the migration's source nor its target", vm, node ? node : "");
     }
-    struct json_object *status = json_copy(old);
+    struct json_object *status = vf_json_copy_or_empty(old);
     migration_merge(status, fields);
-    set_string(status, "node", node);
-    set_string(status, "phase", "Running");
+    vf_json_set_string(status, "node", node);
+    vf_json_set_string(status, "phase", "Running");
     snprintf(msg, sizeof msg, "the domain runs on node \"%s\"", node);
     vf_vms_condition_set(status, "Running", "True", "Running", msg);
     int rc = vf_objects_update_status(VF_VM_KIND, vm, status, NULL, err);
@@ -308,8 +305,7 @@ int vf_vms_migration_end(const char *vm, const char *node, const struct json_obj
     if (rc == 0) {
         /* The node it did not end on: the source, or the target of a
          * migration that failed. */
-        const char *left = str_eq(node, string(oms, "targetNode")) ? string(oms, "sourceNode")
-                                                                   : string(oms, "targetNode");
+        const char *left = vf_json_str_eq(node, target) ? source : target;
         migration_net(obj, VF_VM_JOB_NET_REMOVE, left, node);
     }
     json_object_put(obj);

@@ -15,6 +15,7 @@
  * VM's status.lastOperation. */
 #include <config.h>
 #include "vms_internal.h"
+#include "json_util.h"
 #include "log.h"
 #include "objects.h"
 #include "store.h"
@@ -26,25 +27,18 @@
 
 #define MSG_MAX 768
 
-#define member vf_vms_member
-#define string vf_vms_string
-
 static struct vf_store *watch_store;
 static struct vf_store_watch *watch;
 
-static bool str_eq(const char *a, const char *b)
-{
-    return a && b && !strcmp(a, b);
-}
-
 static bool core_type(const char *type)
 {
-    return str_eq(type, "Start") || str_eq(type, "Stop") || str_eq(type, "Restart");
+    return vf_json_str_eq(type, "Start") || vf_json_str_eq(type, "Stop") ||
+           vf_json_str_eq(type, "Restart");
 }
 
 static bool finished(const char *phase)
 {
-    return str_eq(phase, "Completed") || str_eq(phase, "Failed");
+    return vf_json_str_eq(phase, "Completed") || vf_json_str_eq(phase, "Failed");
 }
 
 /* ---- writing ------------------------------------------------------------------ */
@@ -78,14 +72,12 @@ static void op_write(const struct json_object *op, const char *phase, const char
                      const char *message, const char *stage)
 {
     const char *name = vf_object_name(op);
-    const struct json_object *old = member(op, "status");
-    struct json_object *status = NULL;
-    if (!old || json_object_deep_copy((struct json_object *)old, &status, NULL) < 0)
-        status = json_object_new_object();
+    const struct json_object *old = vf_json_member(op, "status");
+    struct json_object *status = vf_json_copy_or_empty(old);
     json_object_object_add(status, "phase", json_object_new_string(phase));
     if (stage)
         json_object_object_add(status, "stage", json_object_new_string(stage));
-    const char *cstatus = str_eq(phase, "Completed") ? "True" : "False";
+    const char *cstatus = vf_json_str_eq(phase, "Completed") ? "True" : "False";
     vf_vms_condition_set(status, "Completed", cstatus, reason, message);
     if (!json_object_equal((struct json_object *)old, status)) {
         struct vf_error err = {0};
@@ -100,7 +92,7 @@ static void op_finish(const struct json_object *op, const char *vm, bool ok, con
                       const char *message)
 {
     const char *name = vf_object_name(op);
-    const char *type = string(member(op, "spec"), "type");
+    const char *type = vf_json_string(vf_json_member(op, "spec"), "type");
     const char *phase = ok ? "Completed" : "Failed";
     op_write(op, phase, reason, message, NULL);
     struct vm_edit e = {.op = name, .type = type, .phase = phase, .message = message};
@@ -117,7 +109,7 @@ static void op_finish(const struct json_object *op, const char *vm, bool ok, con
 
 static const char *policy_of(const struct json_object *vm)
 {
-    const char *p = string(member(vm, "spec"), "runPolicy");
+    const char *p = vf_json_string(vf_json_member(vm, "spec"), "runPolicy");
     return p ? p : "AlwaysOnUnlessStoppedManually";
 }
 
@@ -128,15 +120,16 @@ static bool start_refused(const struct json_object *vm, char *why, size_t len)
     static const char *const reasons[] = {"Unschedulable", "ClassNotReady",
                                           "InvalidConfiguration", "WaitingForIPAddress",
                                           "StartFailed", "CrashLoop"};
-    const struct json_object *status = member(vm, "status");
-    const char *phase = string(status, "phase");
+    const struct json_object *status = vf_json_member(vm, "status");
+    const char *phase = vf_json_string(status, "phase");
     const struct json_object *c = vf_vms_condition(status, "Running");
-    if (!c || !(str_eq(phase, "Pending") || str_eq(phase, "Degraded")))
+    if (!c || !(vf_json_str_eq(phase, "Pending") || vf_json_str_eq(phase, "Degraded")))
         return false;
-    const char *reason = string(c, "reason");
+    const char *reason = vf_json_string(c, "reason");
     for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++) {
-        if (str_eq(reason, reasons[i])) {
-            snprintf(why, len, "%s", string(c, "message") ? string(c, "message") : reason);
+        if (vf_json_str_eq(reason, reasons[i])) {
+            const char *message = vf_json_string(c, "message");
+            snprintf(why, len, "%s", message ? message : reason);
             return true;
         }
     }
@@ -149,36 +142,36 @@ static bool start_refused(const struct json_object *vm, char *why, size_t len)
 static void op_begin(const struct json_object *op, const struct json_object *vm)
 {
     const char *name = vf_object_name(op);
-    const char *type = string(member(op, "spec"), "type");
+    const char *type = vf_json_string(vf_json_member(op, "spec"), "type");
     const char *vm_name = vf_object_name(vm);
     const char *policy = policy_of(vm);
-    const char *phase = string(member(vm, "status"), "phase");
+    const char *phase = vf_json_string(vf_json_member(vm, "status"), "phase");
     char msg[MSG_MAX];
     struct vm_edit e = {.op = name, .type = type, .phase = "InProgress"};
     const char *stage = NULL;
 
-    if (str_eq(type, "Stop") && !strcmp(policy, "AlwaysOn")) {
+    if (vf_json_str_eq(type, "Stop") && !strcmp(policy, "AlwaysOn")) {
         snprintf(msg, sizeof msg, "runPolicy AlwaysOn restarts the VM after any stop; set runPolicy "
                  "to AlwaysOnUnlessStoppedManually, Manual or AlwaysOff to stop it");
         op_finish(op, vm_name, false, "RunPolicyAlwaysOn", msg);
         return;
     }
-    if (!str_eq(type, "Stop") && !strcmp(policy, "AlwaysOff")) {
+    if (!vf_json_str_eq(type, "Stop") && !strcmp(policy, "AlwaysOff")) {
         snprintf(msg, sizeof msg, "runPolicy AlwaysOff keeps the VM stopped; change runPolicy to "
                  "start it");
         op_finish(op, vm_name, false, "RunPolicyAlwaysOff", msg);
         return;
     }
-    if (str_eq(type, "Start")) {
+    if (vf_json_str_eq(type, "Start")) {
         e.set_requested = true;
         e.requested = !strcmp(policy, "Manual") ? "Running" : NULL;
-    } else if (str_eq(type, "Stop")) {
+    } else if (vf_json_str_eq(type, "Stop")) {
         e.set_requested = strcmp(policy, "AlwaysOff") != 0;
         e.requested = "Stopped";
     } else {
         /* A VM that is not running is simply started. */
-        bool running = str_eq(phase, "Running") || str_eq(phase, "Starting") ||
-                       str_eq(phase, "Stopping");
+        bool running = vf_json_str_eq(phase, "Running") || vf_json_str_eq(phase, "Starting") ||
+                       vf_json_str_eq(phase, "Stopping");
         stage = running ? "Stopping" : "Starting";
         if (!running) {
             e.set_requested = true;
@@ -196,20 +189,21 @@ static void op_begin(const struct json_object *op, const struct json_object *vm)
 static void op_advance(const struct json_object *op, const struct json_object *vm)
 {
     const char *name = vf_object_name(op);
-    const struct json_object *spec = member(op, "spec");
-    const char *type = string(spec, "type");
-    struct json_object *f = member(spec, "force");
+    const struct json_object *spec = vf_json_member(op, "spec");
+    const char *type = vf_json_string(spec, "type");
+    struct json_object *f = vf_json_member(spec, "force");
     bool force = f && json_object_get_boolean(f);
     const char *vm_name = vf_object_name(vm);
-    const struct json_object *vst = member(vm, "status");
-    const char *phase = string(vst, "phase");
-    const char *stage = string(member(op, "status"), "stage");
+    const struct json_object *vst = vf_json_member(vm, "status");
+    const char *phase = vf_json_string(vst, "phase");
+    const char *stage = vf_json_string(vf_json_member(op, "status"), "stage");
     char msg[MSG_MAX], why[MSG_MAX];
 
-    bool stopping = str_eq(type, "Stop") || (str_eq(type, "Restart") && !str_eq(stage, "Starting"));
+    bool stopping = vf_json_str_eq(type, "Stop") ||
+                    (vf_json_str_eq(type, "Restart") && !vf_json_str_eq(stage, "Starting"));
     if (stopping) {
-        if (str_eq(phase, "Stopped")) {
-            if (str_eq(type, "Stop")) {
+        if (vf_json_str_eq(phase, "Stopped")) {
+            if (vf_json_str_eq(type, "Stop")) {
                 snprintf(msg, sizeof msg, "vm \"%s\" is stopped", vm_name);
                 op_finish(op, vm_name, true, "Completed", msg);
                 return;
@@ -229,9 +223,9 @@ static void op_advance(const struct json_object *op, const struct json_object *v
         vf_vms_op_stop(vm_name, force);
         return;
     }
-    if (str_eq(phase, "Running")) {
+    if (vf_json_str_eq(phase, "Running")) {
         snprintf(msg, sizeof msg, "vm \"%s\" runs on node \"%s\"", vm_name,
-                 string(vst, "node") ? string(vst, "node") : "?");
+                 vf_json_string(vst, "node") ? vf_json_string(vst, "node") : "?");
         op_finish(op, vm_name, true, "Completed", msg);
     } else if (start_refused(vm, why, sizeof why)) {
         op_finish(op, vm_name, false, "StartFailed", why);
@@ -249,8 +243,8 @@ static int by_creation(const void *a, const void *b)
 {
     const struct json_object *x = *(const struct json_object *const *)a;
     const struct json_object *y = *(const struct json_object *const *)b;
-    const char *tx = string(member(x, "metadata"), "creationTimestamp");
-    const char *ty = string(member(y, "metadata"), "creationTimestamp");
+    const char *tx = vf_json_string(vf_json_member(x, "metadata"), "creationTimestamp");
+    const char *ty = vf_json_string(vf_json_member(y, "metadata"), "creationTimestamp");
     int c = strcmp(tx ? tx : "", ty ? ty : "");
     return c ? c : strcmp(vf_object_name(x), vf_object_name(y));
 }
@@ -270,14 +264,15 @@ void vf_vmops_pass(void)
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         const struct json_object *op = json_object_array_get_idx(items, i);
-        const struct json_object *spec = member(op, "spec");
-        const char *phase = string(member(op, "status"), "phase");
-        const char *vm = string(spec, "virtualMachineName");
+        const struct json_object *spec = vf_json_member(op, "spec");
+        const char *phase = vf_json_string(vf_json_member(op, "status"), "phase");
+        const char *vm = vf_json_string(spec, "virtualMachineName");
         if (finished(phase) || !vm || !ops)
             continue;
-        if (str_eq(phase, "InProgress"))
+        if (vf_json_str_eq(phase, "InProgress"))
             json_object_object_add(busy, vm, NULL);
-        if (core_type(string(spec, "type")) && !member(member(op, "metadata"), "deletionTimestamp"))
+        if (core_type(vf_json_string(spec, "type")) &&
+            !vf_json_member(vf_json_member(op, "metadata"), "deletionTimestamp"))
             ops[k++] = op;
     }
     if (ops)
@@ -286,15 +281,16 @@ void vf_vmops_pass(void)
     for (int round = 0; round < 2; round++) {
         for (size_t i = 0; i < k; i++) {
             const struct json_object *op = ops[i];
-            const char *phase = string(member(op, "status"), "phase");
-            bool in_progress = str_eq(phase, "InProgress");
+            const char *phase = vf_json_string(vf_json_member(op, "status"), "phase");
+            bool in_progress = vf_json_str_eq(phase, "InProgress");
             if (in_progress != (round == 0))
                 continue;
-            const char *vm_name = string(member(op, "spec"), "virtualMachineName");
+            const char *vm_name = vf_json_string(vf_json_member(op, "spec"), "virtualMachineName");
             char msg[MSG_MAX];
             struct json_object *vm = NULL;
             int rc = vf_objects_get(VF_VM_KIND, vm_name, &vm, &err);
-            if (rc == -ENOENT || (vm && member(member(vm, "metadata"), "deletionTimestamp"))) {
+            if (rc == -ENOENT ||
+                (vm && vf_json_member(vf_json_member(vm, "metadata"), "deletionTimestamp"))) {
                 snprintf(msg, sizeof msg, "VirtualMachine \"%s\" %s", vm_name,
                          vm ? "is being deleted" : "not found");
                 op_finish(op, NULL, false, vm ? "VirtualMachineTerminating" : "NotFound", msg);
@@ -309,12 +305,13 @@ void vf_vmops_pass(void)
                 /* Refreshed: the VM just changed. */
                 struct json_object *cur = NULL, *fresh = NULL;
                 if (vf_objects_get(VF_VMOP_KIND, vf_object_name(op), &cur, &err) == 0 &&
-                    str_eq(string(member(cur, "status"), "phase"), "InProgress") &&
+                    vf_json_str_eq(vf_json_string(vf_json_member(cur, "status"), "phase"),
+                                   "InProgress") &&
                     vf_objects_get(VF_VM_KIND, vm_name, &fresh, &err) == 0)
                     op_advance(cur, fresh);
                 json_object_put(cur);
                 json_object_put(fresh);
-            } else if (!str_eq(phase, "Pending")) {
+            } else if (!vf_json_str_eq(phase, "Pending")) {
                 snprintf(msg, sizeof msg, "waiting for another operation on vm \"%s\"", vm_name);
                 op_write(op, "Pending", "Waiting", msg, NULL);
             }

@@ -31,6 +31,7 @@
 #include <config.h>
 #include "vms.h"
 #include "vms_internal.h"
+#include "json_util.h"
 #include "cluster.h"
 #include "domain_xml.h"
 #include "vm_disks.h"
@@ -175,66 +176,23 @@ static void time_now(char *buf, size_t len)
     strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-bool vf_vms_str_eq(const char *a, const char *b)
-{
-    return a && b && !strcmp(a, b);
-}
-
-#define str_eq vf_vms_str_eq
-
 /* Replace *dst with a copy of src (NULL clears). */
 static void str_set(char **dst, const char *src)
 {
-    if (str_eq(*dst, src))
+    if (vf_json_str_eq(*dst, src))
         return;
     free(*dst);
     *dst = src ? strdup(src) : NULL;
 }
 
-struct json_object *vf_vms_member(const struct json_object *obj, const char *key)
-{
-    struct json_object *v = NULL;
-    if (!obj || !json_object_is_type(obj, json_type_object) ||
-        !json_object_object_get_ex(obj, key, &v) || json_object_is_type(v, json_type_null))
-        return NULL;
-    return v;
-}
-
-const char *vf_vms_string(const struct json_object *obj, const char *key)
-{
-    struct json_object *v = vf_vms_member(obj, key);
-    return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
-
-#define member vf_vms_member
-#define string vf_vms_string
-#define json_copy vf_vms_json_copy
-#define set_string vf_vms_set_string
-
-struct json_object *vf_vms_json_copy(const struct json_object *src)
-{
-    struct json_object *dst = NULL;
-    if (!src || json_object_deep_copy((struct json_object *)src, &dst, NULL) < 0)
-        return json_object_new_object();
-    return dst;
-}
-
-void vf_vms_set_string(struct json_object *o, const char *key, const char *value)
-{
-    if (value)
-        json_object_object_add(o, key, json_object_new_string(value));
-    else
-        json_object_object_del(o, key);
-}
-
 const struct json_object *vf_vms_condition(const struct json_object *status, const char *type)
 {
-    struct json_object *conds = member(status, "conditions");
+    struct json_object *conds = vf_json_member(status, "conditions");
     if (!conds || !json_object_is_type(conds, json_type_array))
         return NULL;
     for (size_t i = 0; i < json_object_array_length(conds); i++) {
         struct json_object *c = json_object_array_get_idx(conds, i);
-        if (str_eq(string(c, "type"), type))
+        if (vf_json_str_eq(vf_json_string(c, "type"), type))
             return c;
     }
     return NULL;
@@ -243,7 +201,7 @@ const struct json_object *vf_vms_condition(const struct json_object *status, con
 void vf_vms_condition_set(struct json_object *status, const char *type, const char *cstatus,
                           const char *reason, const char *message)
 {
-    struct json_object *conds = member(status, "conditions");
+    struct json_object *conds = vf_json_member(status, "conditions");
     if (!conds || !json_object_is_type(conds, json_type_array)) {
         conds = json_object_new_array();
         json_object_object_add(status, "conditions", conds);
@@ -255,7 +213,8 @@ void vf_vms_condition_set(struct json_object *status, const char *type, const ch
         json_object_object_add(c, "type", json_object_new_string(type));
         json_object_array_add(conds, c);
     }
-    if (!str_eq(string(c, "status"), cstatus) || !string(c, "lastTransitionTime")) {
+    if (!vf_json_str_eq(vf_json_string(c, "status"), cstatus) ||
+        !vf_json_string(c, "lastTransitionTime")) {
         time_now(when, sizeof when);
         json_object_object_add(c, "lastTransitionTime", json_object_new_string(when));
     }
@@ -266,11 +225,11 @@ void vf_vms_condition_set(struct json_object *status, const char *type, const ch
 
 void vf_vms_condition_remove(struct json_object *status, const char *type)
 {
-    struct json_object *conds = member(status, "conditions");
+    struct json_object *conds = vf_json_member(status, "conditions");
     if (!conds || !json_object_is_type(conds, json_type_array))
         return;
     for (size_t i = 0; i < json_object_array_length(conds); i++) {
-        if (str_eq(string(json_object_array_get_idx(conds, i), "type"), type)) {
+        if (vf_json_str_eq(vf_json_string(json_object_array_get_idx(conds, i), "type"), type)) {
             json_object_array_del_idx(conds, i, 1);
             return;
         }
@@ -291,7 +250,7 @@ static int64_t backoff(unsigned n, int64_t first, int64_t max)
 static struct node_rec *node_rec(const char *name)
 {
     for (struct node_rec *n = C.nodes; n; n = n->next)
-        if (str_eq(n->name, name))
+        if (vf_json_str_eq(n->name, name))
             return n;
     return NULL;
 }
@@ -314,7 +273,7 @@ static struct node_rec *node_rec_get(const char *name)
 static struct vm_rec *vm_rec(const char *name)
 {
     for (struct vm_rec *v = C.vms; v; v = v->next)
-        if (str_eq(v->name, name))
+        if (vf_json_str_eq(v->name, name))
             return v;
     return NULL;
 }
@@ -349,7 +308,7 @@ static void vm_rec_free(struct vm_rec *v)
 static void vm_rec_drop(const char *name)
 {
     for (struct vm_rec **pp = &C.vms; *pp; pp = &(*pp)->next) {
-        if (str_eq((*pp)->name, name)) {
+        if (vf_json_str_eq((*pp)->name, name)) {
             struct vm_rec *v = *pp;
             *pp = v->next;
             vm_rec_free(v);
@@ -363,7 +322,7 @@ static void vm_rec_drop(const char *name)
 static struct vm_rec *vm_rec_get(const struct json_object *obj)
 {
     const char *name = vf_object_name(obj);
-    const char *uid = string(member(obj, "metadata"), "uid");
+    const char *uid = vf_json_string(vf_json_member(obj, "metadata"), "uid");
     if (!name || !uid)
         return NULL;
     struct vm_rec *v = vm_rec(name);
@@ -382,7 +341,7 @@ static struct vm_rec *vm_rec_get(const struct json_object *obj)
         v->next = C.vms;
         C.vms = v;
     }
-    str_set(&v->node, string(member(obj, "status"), "node"));
+    str_set(&v->node, vf_json_string(vf_json_member(obj, "status"), "node"));
     return v;
 }
 
@@ -478,8 +437,8 @@ int vf_vms_status_edit(const char *vm, void (*edit)(struct json_object *status, 
     int rc = vf_objects_get(VF_VM_KIND, vm, &obj, &err);
     if (rc < 0)
         return rc;
-    struct json_object *old = member(obj, "status");
-    struct json_object *status = json_copy(old);
+    struct json_object *old = vf_json_member(obj, "status");
+    struct json_object *status = vf_json_copy_or_empty(old);
     edit(status, opaque);
     rc = status_write(vm, old, status);
     json_object_put(status);
@@ -489,7 +448,7 @@ int vf_vms_status_edit(const char *vm, void (*edit)(struct json_object *status, 
 
 static void set_phase(struct json_object *status, const char *phase)
 {
-    set_string(status, "phase", phase);
+    vf_json_set_string(status, "phase", phase);
 }
 
 static void set_running(struct vm_rec *v, struct json_object *status, const char *node)
@@ -506,7 +465,7 @@ static void set_running(struct vm_rec *v, struct json_object *status, const char
 
 static const char *run_policy(const struct json_object *spec)
 {
-    const char *p = string(spec, "runPolicy");
+    const char *p = vf_json_string(spec, "runPolicy");
     return p ? p : "AlwaysOnUnlessStoppedManually";
 }
 
@@ -516,14 +475,16 @@ static enum want want_of(const struct vm_rec *v, const struct json_object *spec,
                          const struct json_object *status)
 {
     const char *policy = run_policy(spec);
-    const char *req = string(status, "requestedState");
+    const char *req = vf_json_string(status, "requestedState");
     if (v->op_stop || !strcmp(policy, "AlwaysOff"))
         return WANT_STOP;
     if (!strcmp(policy, "AlwaysOn"))
         return WANT_RUN;
     if (!strcmp(policy, "Manual"))
-        return str_eq(req, "Running") ? WANT_RUN : str_eq(req, "Stopped") ? WANT_STOP : WANT_KEEP;
-    return str_eq(req, "Stopped") ? WANT_STOP : WANT_RUN;
+        return vf_json_str_eq(req, "Running")   ? WANT_RUN
+               : vf_json_str_eq(req, "Stopped") ? WANT_STOP
+                                                : WANT_KEEP;
+    return vf_json_str_eq(req, "Stopped") ? WANT_STOP : WANT_RUN;
 }
 
 /* ---- IP addresses ------------------------------------------------------------------------ */
@@ -536,13 +497,13 @@ static bool ensure_ip(const char *name, const struct json_object *spec, struct j
         vf_vms_condition_remove(status, "IPAddressReady");
         return true;
     }
-    const char *want = string(spec, "ipAddress");
+    const char *want = vf_json_string(spec, "ipAddress");
     const char *held = vf_ipam_lookup(C.ipam, name);
     struct vf_error err = {0};
     char addr[64], msg[MSG_MAX];
     int rc = 0;
     if (want) {
-        if (!str_eq(held, want)) {
+        if (!vf_json_str_eq(held, want)) {
             ip_release(name);
             rc = vf_ipam_reserve(C.ipam, want, name, &err);
         }
@@ -559,15 +520,15 @@ static bool ensure_ip(const char *name, const struct json_object *spec, struct j
                                              : "AddressNotIssued";
         snprintf(msg, sizeof msg, "%s", err.message[0] ? err.message : strerror(-rc));
         const struct json_object *old = vf_vms_condition(status, "IPAddressReady");
-        if (!old || !str_eq(string(old, "message"), msg))
+        if (!old || !vf_json_str_eq(vf_json_string(old, "message"), msg))
             vf_log_warn("vm \"%s\": no IP address: %s", name, msg);
         vf_vms_condition_set(status, "IPAddressReady", "False", reason, msg);
-        set_string(status, "ipAddress", NULL);
+        vf_json_set_string(status, "ipAddress", NULL);
         return false;
     }
-    if (!str_eq(string(status, "ipAddress"), addr))
+    if (!vf_json_str_eq(vf_json_string(status, "ipAddress"), addr))
         vf_log_info("vm \"%s\": IP address \"%s\"", name, addr);
-    set_string(status, "ipAddress", addr);
+    vf_json_set_string(status, "ipAddress", addr);
     snprintf(msg, sizeof msg, "address %s issued", addr);
     vf_vms_condition_set(status, "IPAddressReady", "True", "Issued", msg);
     return true;
@@ -583,11 +544,11 @@ static bool ensure_ip(const char *name, const struct json_object *spec, struct j
 static void nic_prepare(const struct vm_rec *v, struct json_object *status,
                         struct vf_domain_xml_options *opts, struct action *a)
 {
-    const char *ip = string(status, "ipAddress");
+    const char *ip = vf_json_string(status, "ipAddress");
     a->net = C.network != NULL;
     a->mac[0] = a->ip[0] = '\0';
     if (!C.network) {
-        set_string(status, "macAddress", NULL);
+        vf_json_set_string(status, "macAddress", NULL);
         return;
     }
     if (!ip || vf_domain_mac_from_ip(ip, a->mac) < 0)
@@ -596,7 +557,7 @@ static void nic_prepare(const struct vm_rec *v, struct json_object *status,
         snprintf(a->ip, sizeof a->ip, "%s", ip);
     opts->network = C.network;
     opts->mac = a->mac;
-    set_string(status, "macAddress", a->mac);
+    vf_json_set_string(status, "macAddress", a->mac);
 }
 
 /* ---- placement --------------------------------------------------------------------------- */
@@ -615,7 +576,7 @@ static bool reserves(const char *phase)
 {
     static const char *const phases[] = {"Starting", "Running", "Migrating", "Stopping"};
     for (size_t i = 0; i < sizeof phases / sizeof phases[0]; i++)
-        if (str_eq(phase, phases[i]))
+        if (vf_json_str_eq(phase, phases[i]))
             return true;
     return false;
 }
@@ -671,33 +632,36 @@ static int place_build(void)
     size_t used = 0;
     for (size_t i = 0; i < nn; i++) {
         const struct json_object *n = json_object_array_get_idx(C.place.node_items, i);
-        const struct json_object *st = member(n, "status");
-        const struct json_object *alloc = member(st, "allocatable");
+        const struct json_object *st = vf_json_member(n, "status");
+        const struct json_object *alloc = vf_json_member(st, "allocatable");
         struct vf_placement_node *pn = &C.place.nodes[C.place.n_nodes++];
         const struct node_rec *nr = node_rec(vf_object_name(n));
-        struct json_object *unsched = member(member(n, "spec"), "unschedulable");
+        struct json_object *unsched = vf_json_member(vf_json_member(n, "spec"), "unschedulable");
         pn->name = vf_object_name(n);
-        pn->ready = str_eq(string(st, "phase"), "Ready") && nr && nr->up && nr->scanned;
+        pn->ready =
+            vf_json_str_eq(vf_json_string(st, "phase"), "Ready") && nr && nr->up && nr->scanned;
         pn->unschedulable = unsched && json_object_get_boolean(unsched);
-        pn->labels = member(member(n, "metadata"), "labels");
-        pn->cpu_capacity_millis = cpu_millis_of(member(alloc, "cpu"));
-        pn->memory_capacity_bytes = memory_of(member(alloc, "memory"));
+        pn->labels = vf_json_member(vf_json_member(n, "metadata"), "labels");
+        pn->cpu_capacity_millis = cpu_millis_of(vf_json_member(alloc, "cpu"));
+        pn->memory_capacity_bytes = memory_of(vf_json_member(alloc, "memory"));
         pn->vms = &C.place.vms[used];
         for (size_t k = 0; k < nv; k++) {
             const struct json_object *vm = json_object_array_get_idx(C.place.vm_items, k);
-            const struct json_object *vst = member(vm, "status");
+            const struct json_object *vst = vf_json_member(vm, "status");
             /* A VM being migrated holds its source (status.node) and its
              * target (status.migrationState.targetNode) until the migration
              * ends: either may be where it runs afterwards. */
-            bool here = str_eq(string(vst, "node"), pn->name) && reserves(string(vst, "phase"));
-            bool inbound = str_eq(string(vst, "phase"), "Migrating") &&
-                           str_eq(string(member(vst, "migrationState"), "targetNode"), pn->name);
+            const char *vphase = vf_json_string(vst, "phase");
+            const struct json_object *ms = vf_json_member(vst, "migrationState");
+            const char *target = vf_json_string(ms, "targetNode");
+            bool here = vf_json_str_eq(vf_json_string(vst, "node"), pn->name) && reserves(vphase);
+            bool inbound = vf_json_str_eq(vphase, "Migrating") && vf_json_str_eq(target, pn->name);
             if (!here && !inbound)
                 continue;
             struct vf_placement_vm *pv = &C.place.vms[used++];
-            const struct json_object *spec = member(vm, "spec");
+            const struct json_object *spec = vf_json_member(vm, "spec");
             pv->name = vf_object_name(vm);
-            pv->labels = member(member(vm, "metadata"), "labels");
+            pv->labels = vf_json_member(vf_json_member(vm, "metadata"), "labels");
             pv->cpu_millis = vf_placement_vm_cpu_millis(spec);
             pv->memory_bytes = vf_placement_vm_memory(spec);
             pn->n_vms++;
@@ -741,7 +705,7 @@ static bool disks_resolve(struct vm_rec *v, const struct json_object *obj,
     int rc = vf_vm_disks_resolve(obj, disks, reason, sizeof reason, msg, sizeof msg);
     if (rc < 0) {
         const struct json_object *old = vf_vms_condition(status, "DisksReady");
-        if (!old || !str_eq(string(old, "message"), msg))
+        if (!old || !vf_json_str_eq(vf_json_string(old, "message"), msg))
             vf_log_info("vm \"%s\": pending: %s", v->name, msg);
         vf_vms_condition_set(status, "DisksReady", "False", reason, msg);
         vf_vms_condition_set(status, "Running", "False",
@@ -773,8 +737,8 @@ static struct action place(struct vm_rec *v, const struct json_object *obj,
                            struct json_object *status)
 {
     struct action a = {.type = ACT_NONE};
-    const struct json_object *spec = member(obj, "spec");
-    const char *class_name = string(spec, "virtualMachineClassName");
+    const struct json_object *spec = vf_json_member(obj, "spec");
+    const char *class_name = vf_json_string(spec, "virtualMachineClassName");
     char msg[MSG_MAX], why[MSG_MAX] = "";
     struct json_object *vmclass = NULL;
     struct vf_error err = {0};
@@ -788,12 +752,13 @@ static struct action place(struct vm_rec *v, const struct json_object *obj,
         vf_vms_condition_set(status, "Running", "False", "ClassNotReady", msg);
         return a;
     }
-    const struct json_object *cst = member(vmclass, "status");
-    const char *cphase = string(cst, "phase");
+    const struct json_object *cst = vf_json_member(vmclass, "status");
+    const char *cphase = vf_json_string(cst, "phase");
     if (cphase && strcmp(cphase, "Ready")) {
         const struct json_object *cc = vf_vms_condition(cst, "Ready");
         snprintf(msg, sizeof msg, "VirtualMachineClass \"%s\" is %s%s%s", class_name, cphase,
-                 cc && string(cc, "message") ? ": " : "", cc ? string(cc, "message") : "");
+                 cc && vf_json_string(cc, "message") ? ": " : "",
+                 cc ? vf_json_string(cc, "message") : "");
         vf_vms_condition_set(status, "ClassReady", "False", "NotReady", msg);
         vf_vms_condition_set(status, "Running", "False", "ClassNotReady", msg);
         json_object_put(vmclass);
@@ -814,19 +779,19 @@ static struct action place(struct vm_rec *v, const struct json_object *obj,
     }
     struct vf_placement_request req = {
         .vm_name = v->name,
-        .vm_labels = member(member(obj, "metadata"), "labels"),
+        .vm_labels = vf_json_member(vf_json_member(obj, "metadata"), "labels"),
         .cpu_millis = vf_placement_vm_cpu_millis(spec),
         .memory_bytes = vf_placement_vm_memory(spec),
-        .class_selector = member(member(vmclass, "spec"), "nodeSelector"),
-        .vm_node_selector = member(spec, "nodeSelector"),
-        .affinity = member(spec, "affinity"),
+        .class_selector = vf_json_member(vf_json_member(vmclass, "spec"), "nodeSelector"),
+        .vm_node_selector = vf_json_member(spec, "nodeSelector"),
+        .affinity = vf_json_member(spec, "affinity"),
         .only_node = disks.node[0] ? disks.node : NULL,
         .image_nodes = (const char *const *)disks.image_nodes,
     };
     int idx = vf_placement_choose(&req, C.place.nodes, C.place.n_nodes, why, sizeof why);
     if (idx < 0) {
         const struct json_object *old = vf_vms_condition(status, "Running");
-        if (!old || !str_eq(string(old, "message"), why))
+        if (!old || !vf_json_str_eq(vf_json_string(old, "message"), why))
             vf_log_info("vm \"%s\": pending: %s", v->name, why);
         vf_vms_condition_set(status, "Running", "False", "Unschedulable", why);
         vf_vm_disks_free(&disks);
@@ -837,7 +802,7 @@ static struct action place(struct vm_rec *v, const struct json_object *obj,
     const struct node_rec *nr = node_rec(node);
     struct vf_domain_xml_options opts = {
         .domain_type = nr && nr->domain_type[0] ? nr->domain_type : "qemu",
-        .baseline_cpu_xml = string(cst, "baselineCpuXml"),
+        .baseline_cpu_xml = vf_json_string(cst, "baselineCpuXml"),
         .disks = disks.disks,
         .n_disks = disks.n,
     };
@@ -855,14 +820,14 @@ static struct action place(struct vm_rec *v, const struct json_object *obj,
     if (rc < 0) {
         snprintf(msg, sizeof msg, "cannot build the domain: %s", err.message);
         const struct json_object *old = vf_vms_condition(status, "Running");
-        if (!old || !str_eq(string(old, "message"), msg))
+        if (!old || !vf_json_str_eq(vf_json_string(old, "message"), msg))
             vf_log_error("vm \"%s\": %s", v->name, msg);
         vf_vms_condition_set(status, "Running", "False", "InvalidConfiguration", msg);
         json_object_put(vmclass);
         return a;
     }
     json_object_put(vmclass);
-    set_string(status, "node", node);
+    vf_json_set_string(status, "node", node);
     set_phase(status, "Starting");
     snprintf(msg, sizeof msg, "starting on node \"%s\"", node);
     vf_vms_condition_set(status, "Running", "False", "Starting", msg);
@@ -878,8 +843,8 @@ static struct action restart_on_node(struct vm_rec *v, const struct json_object 
                                      struct json_object *status, const char *node)
 {
     struct action a = {.type = ACT_NONE};
-    const struct json_object *spec = member(obj, "spec");
-    const char *class_name = string(spec, "virtualMachineClassName");
+    const struct json_object *spec = vf_json_member(obj, "spec");
+    const char *class_name = vf_json_string(spec, "virtualMachineClassName");
     struct json_object *vmclass = NULL;
     struct vf_error err = {0};
     char msg[MSG_MAX];
@@ -890,7 +855,8 @@ static struct action restart_on_node(struct vm_rec *v, const struct json_object 
     struct vf_vm_disks disks;
     if (!disks_resolve(v, obj, status, &disks)) {
         const struct json_object *dc = vf_vms_condition(status, "DisksReady");
-        snprintf(v->start_error, sizeof v->start_error, "%s", dc ? string(dc, "message") : "");
+        snprintf(v->start_error, sizeof v->start_error, "%s",
+                 dc ? vf_json_string(dc, "message") : "");
         json_object_put(vmclass);
         return a;
     }
@@ -912,7 +878,7 @@ static struct action restart_on_node(struct vm_rec *v, const struct json_object 
     const struct node_rec *nr = node_rec(node);
     struct vf_domain_xml_options opts = {
         .domain_type = nr && nr->domain_type[0] ? nr->domain_type : "qemu",
-        .baseline_cpu_xml = string(member(vmclass, "status"), "baselineCpuXml"),
+        .baseline_cpu_xml = vf_json_string(vf_json_member(vmclass, "status"), "baselineCpuXml"),
         .disks = disks.disks,
         .n_disks = disks.n,
     };
@@ -977,7 +943,7 @@ static void unexpected_stop(struct vm_rec *v, const struct json_object *spec,
     vf_vms_condition_set(status, "Running", "False", "Stopped", msg);
     /* A Manual VM's start request is used up: it stays stopped. */
     if (!strcmp(run_policy(spec), "Manual"))
-        set_string(status, "requestedState", NULL);
+        vf_json_set_string(status, "requestedState", NULL);
     vf_log_info("vm \"%s\": %s", v->name, msg);
 }
 
@@ -987,8 +953,8 @@ static struct action step_on_node(struct vm_rec *v, const struct json_object *ob
                                   bool deleting)
 {
     struct action a = {.type = ACT_NONE};
-    const struct json_object *spec = member(obj, "spec");
-    const char *phase = string(status, "phase");
+    const struct json_object *spec = vf_json_member(obj, "spec");
+    const char *phase = vf_json_string(status, "phase");
     const struct node_rec *nr = node_rec(node);
     char msg[MSG_MAX];
 
@@ -1003,7 +969,7 @@ static struct action step_on_node(struct vm_rec *v, const struct json_object *ob
     vf_vms_condition_remove(status, "NodeReady");
     if (!nr->scanned || v->busy || mono_ms() < v->hold_until_ms)
         return a;
-    if (v->obs == VF_DOM_UNKNOWN || !str_eq(v->obs_node, node)) {
+    if (v->obs == VF_DOM_UNKNOWN || !vf_json_str_eq(v->obs_node, node)) {
         a.type = ACT_PROBE;
         return a;
     }
@@ -1013,16 +979,16 @@ static struct action step_on_node(struct vm_rec *v, const struct json_object *ob
     if (deleting) {
         vf_vms_condition_set(status, "Running", "False", "Terminating", "the VM is being deleted");
         if (gone)
-            set_string(status, "node", NULL);
+            vf_json_set_string(status, "node", NULL);
         else
             a.type = ACT_CLEANUP;
         return a;
     }
-    if (!str_eq(phase, "Stopping")) {
+    if (!vf_json_str_eq(phase, "Stopping")) {
         v->shutdown_sent = v->grace_expired = false;
         timer_clear(&v->grace_timer);
     }
-    if (str_eq(phase, "Starting")) {
+    if (vf_json_str_eq(phase, "Starting")) {
         if (obs == VF_DOM_ACTIVE) {
             set_running(v, status, node);
             vf_log_info("vm \"%s\": running on node \"%s\"", v->name, node);
@@ -1037,19 +1003,19 @@ static struct action step_on_node(struct vm_rec *v, const struct json_object *ob
             v->start_error[0] = '\0';
             a.type = gone ? ACT_NONE : ACT_CLEANUP;
             if (gone)
-                set_string(status, "node", NULL);
+                vf_json_set_string(status, "node", NULL);
         } else if (want == WANT_STOP) {
             set_phase(status, "Stopped");
             vf_vms_condition_set(status, "Running", "False", "Stopped", "stopped before it started");
             a.type = gone ? ACT_NONE : ACT_CLEANUP;
             if (gone)
-                set_string(status, "node", NULL);
+                vf_json_set_string(status, "node", NULL);
         } else {
             a = restart_on_node(v, obj, status, node);
         }
         return a;
     }
-    if (str_eq(phase, "Stopping")) {
+    if (vf_json_str_eq(phase, "Stopping")) {
         if (obs == VF_DOM_ACTIVE) {
             if (v->op_force || v->grace_expired) {
                 a.type = ACT_STOP;
@@ -1065,13 +1031,13 @@ static struct action step_on_node(struct vm_rec *v, const struct json_object *ob
         vf_log_info("vm \"%s\": stopped on node \"%s\"", v->name, node);
         v->started_ms = 0;
         if (gone)
-            set_string(status, "node", NULL);
+            vf_json_set_string(status, "node", NULL);
         else
             a.type = ACT_CLEANUP;
         return a;
     }
     if (obs == VF_DOM_ACTIVE) {
-        if (!str_eq(phase, "Running"))
+        if (!vf_json_str_eq(phase, "Running"))
             vf_log_info("vm \"%s\": its domain runs on node \"%s\"; phase Running", v->name, node);
         set_running(v, status, node);
         if (want == WANT_STOP) {
@@ -1084,12 +1050,12 @@ static struct action step_on_node(struct vm_rec *v, const struct json_object *ob
         }
         return a;
     }
-    if (str_eq(phase, "Running"))
+    if (vf_json_str_eq(phase, "Running"))
         unexpected_stop(v, spec, status, node, want);
     /* Not running and not meant to be here any more: the definition goes,
      * then the node is let go. */
     if (gone)
-        set_string(status, "node", NULL);
+        vf_json_set_string(status, "node", NULL);
     else
         a.type = ACT_CLEANUP;
     return a;
@@ -1097,13 +1063,7 @@ static struct action step_on_node(struct vm_rec *v, const struct json_object *ob
 
 static bool has_finalizer(const struct json_object *meta)
 {
-    struct json_object *f = member(meta, "finalizers");
-    if (!f || !json_object_is_type(f, json_type_array))
-        return false;
-    for (size_t i = 0; i < json_object_array_length(f); i++)
-        if (str_eq(json_object_get_string(json_object_array_get_idx(f, i)), FINALIZER))
-            return true;
-    return false;
+    return vf_json_array_has(vf_json_member(meta, "finalizers"), FINALIZER);
 }
 
 /* Adds (add) or removes our finalizer; the resulting watch event brings the
@@ -1111,14 +1071,14 @@ static bool has_finalizer(const struct json_object *meta)
 static int finalizer_update(const struct json_object *obj, bool add)
 {
     const char *name = vf_object_name(obj);
-    struct json_object *copy = json_copy(obj);
-    struct json_object *meta = member(copy, "metadata");
-    struct json_object *f = member(meta, "finalizers");
+    struct json_object *copy = vf_json_copy_or_empty(obj);
+    struct json_object *meta = vf_json_member(copy, "metadata");
+    struct json_object *f = vf_json_member(meta, "finalizers");
     struct json_object *next = json_object_new_array();
     if (f && json_object_is_type(f, json_type_array)) {
         for (size_t i = 0; i < json_object_array_length(f); i++) {
             struct json_object *e = json_object_array_get_idx(f, i);
-            if (!str_eq(json_object_get_string(e), FINALIZER))
+            if (!vf_json_str_eq(json_object_get_string(e), FINALIZER))
                 json_object_array_add(next, json_object_get(e));
         }
     }
@@ -1142,8 +1102,8 @@ static struct action step_unplaced(struct vm_rec *v, const struct json_object *o
                                    bool ip_ok)
 {
     struct action a = {.type = ACT_NONE};
-    const struct json_object *spec = member(obj, "spec");
-    const char *phase = string(status, "phase");
+    const struct json_object *spec = vf_json_member(obj, "spec");
+    const char *phase = vf_json_string(status, "phase");
     char msg[MSG_MAX];
 
     vf_vms_condition_remove(status, "NodeReady");
@@ -1158,7 +1118,7 @@ static struct action step_unplaced(struct vm_rec *v, const struct json_object *o
          * status write was lost, or a domain started by hand): adopt it. */
         vf_log_warn("vm \"%s\": its domain runs on node \"%s\", which the store did not record; "
                     "adopted", v->name, v->obs_node);
-        set_string(status, "node", v->obs_node);
+        vf_json_set_string(status, "node", v->obs_node);
         set_running(v, status, v->obs_node);
         return a;
     }
@@ -1166,7 +1126,7 @@ static struct action step_unplaced(struct vm_rec *v, const struct json_object *o
         v->failures = 0;
         v->retry_at_ms = 0;
         timer_clear(&v->retry_timer);
-        if (!str_eq(phase, "Stopped") ||
+        if (!vf_json_str_eq(phase, "Stopped") ||
             !vf_vms_condition(status, "Running")) {
             const char *policy = run_policy(spec);
             if (want == WANT_STOP && !strcmp(policy, "AlwaysOff"))
@@ -1209,10 +1169,10 @@ static void action_run(struct vm_rec *v, const struct json_object *obj, struct a
 static void reconcile(const struct json_object *obj)
 {
     const char *name = vf_object_name(obj);
-    const struct json_object *meta = member(obj, "metadata");
-    const struct json_object *spec = member(obj, "spec");
-    const struct json_object *old = member(obj, "status");
-    bool deleting = member(meta, "deletionTimestamp") != NULL;
+    const struct json_object *meta = vf_json_member(obj, "metadata");
+    const struct json_object *spec = vf_json_member(obj, "spec");
+    const struct json_object *old = vf_json_member(obj, "status");
+    bool deleting = vf_json_member(meta, "deletionTimestamp") != NULL;
     struct vm_rec *v = vm_rec_get(obj);
     if (!v)
         return;
@@ -1221,16 +1181,16 @@ static void reconcile(const struct json_object *obj)
             finalizer_update(obj, true);
         return;
     }
-    const char *phase = string(old, "phase");
-    if (str_eq(phase, "Migrating") && !deleting)
+    const char *phase = vf_json_string(old, "phase");
+    if (vf_json_str_eq(phase, "Migrating") && !deleting)
         return;   /* the migrate module's until it ends */
 
-    struct json_object *status = json_copy(old);
-    struct json_object *gen = member(meta, "generation");
+    struct json_object *status = vf_json_copy_or_empty(old);
+    struct json_object *gen = vf_json_member(meta, "generation");
     if (gen)
         json_object_object_add(status, "observedGeneration", json_object_get(gen));
-    const char *class_name = string(spec, "virtualMachineClassName");
-    set_string(status, "class", class_name ? class_name : "generic");
+    const char *class_name = vf_json_string(spec, "virtualMachineClassName");
+    vf_json_set_string(status, "class", class_name ? class_name : "generic");
     bool ip_ok = deleting || ensure_ip(name, spec, status);
     if (v->conflict_node) {
         char msg[MSG_MAX];
@@ -1242,14 +1202,15 @@ static void reconcile(const struct json_object *obj)
         vf_vms_condition_remove(status, "DomainConflict");
     }
     enum want want = want_of(v, spec, status);
-    const char *node = string(status, "node");
+    const char *node = vf_json_string(status, "node");
     struct action a = node ? step_on_node(v, obj, status, node, want, deleting)
                            : step_unplaced(v, obj, status, want, deleting, ip_ok);
-    v->waiting = !deleting && want == WANT_RUN && !string(status, "node") && a.type == ACT_NONE;
+    v->waiting =
+        !deleting && want == WANT_RUN && !vf_json_string(status, "node") && a.type == ACT_NONE;
     /* The status first: a start happens only once its node is on record. */
     int rc = status_write(name, old, status);
-    str_set(&v->node, string(status, "node"));
-    if (rc == 0 && string(old, "node") && !string(status, "node"))
+    str_set(&v->node, vf_json_string(status, "node"));
+    if (rc == 0 && vf_json_string(old, "node") && !vf_json_string(status, "node"))
         wake_waiting();   /* its node's reservation is free again */
     if (rc == 0)
         action_run(v, obj, &a);
@@ -1265,7 +1226,7 @@ static void job_done(struct vf_vm_job *j);
 
 static int grace_ms_of(const struct json_object *spec)
 {
-    struct json_object *g = member(spec, "terminationGracePeriodSeconds");
+    struct json_object *g = vf_json_member(spec, "terminationGracePeriodSeconds");
     int64_t s = g ? json_object_get_int64(g) : GRACE_DEFAULT_S;
     return (int)(s < 0 ? 0 : s) * 1000;
 }
@@ -1315,12 +1276,12 @@ static void action_run(struct vm_rec *v, const struct json_object *obj, struct a
         a->xml = NULL;
         return;
     case ACT_STOP:
-        submit(v, VF_VM_JOB_STOP, node, NULL, a->force, grace_ms_of(member(obj, "spec")), NULL,
-               NULL);
+        submit(v, VF_VM_JOB_STOP, node, NULL, a->force, grace_ms_of(vf_json_member(obj, "spec")),
+               NULL, NULL);
         return;
     case ACT_CLEANUP:
         submit(v, VF_VM_JOB_CLEANUP, node, NULL, true, 0, NULL,
-               string(member(obj, "status"), "ipAddress"));
+               vf_json_string(vf_json_member(obj, "status"), "ipAddress"));
         return;
     case ACT_PROBE:
         submit(v, VF_VM_JOB_PROBE, node, NULL, false, 0, NULL, NULL);
@@ -1438,7 +1399,7 @@ static void scan_done(struct vf_vm_job *j)
         if (!elsewhere && !twice) {
             observe(v, j->node, d->state, j->seq);
         } else if (d->state == VF_DOM_ACTIVE) {
-            if (!str_eq(v->conflict_node, j->node))
+            if (!vf_json_str_eq(v->conflict_node, j->node))
                 vf_log_error("vm \"%s\": its domain runs on node \"%s\" although the VM is on "
                              "node \"%s\"; not touched: stop one of them by hand", v->name,
                              j->node, v->node ? v->node : v->obs_node);
@@ -1449,9 +1410,9 @@ static void scan_done(struct vf_vm_job *j)
     }
     /* VMs assigned to this node whose domain the listing did not show. */
     for (struct vm_rec *v = C.vms; v; v = v->next) {
-        if (!str_eq(v->node, j->node) || v->obs_seq > j->seq)
+        if (!vf_json_str_eq(v->node, j->node) || v->obs_seq > j->seq)
             continue;
-        if (str_eq(v->obs_node, j->node) && v->obs_seq == j->seq)
+        if (vf_json_str_eq(v->obs_node, j->node) && v->obs_seq == j->seq)
             continue;
         observe(v, j->node, VF_DOM_ABSENT, j->seq);
     }
@@ -1499,7 +1460,7 @@ static void listener_node_down(void *opaque, const char *node)
     nr->conn_seq = ++C.seq;
     timer_clear(&nr->scan_timer);
     for (struct vm_rec *v = C.vms; v; v = v->next)
-        if (str_eq(v->obs_node, node))
+        if (vf_json_str_eq(v->obs_node, node))
             observe(v, NULL, VF_DOM_UNKNOWN, ++C.seq);
     mark_all_dirty();
 }
@@ -1547,7 +1508,7 @@ static void listener_domain_event(void *opaque, const char *node, const char *do
         state = VF_DOM_ABSENT;
         break;
     case VIR_DOMAIN_EVENT_DEFINED:
-        if (str_eq(v->obs_node, node) && v->obs != VF_DOM_ABSENT)
+        if (vf_json_str_eq(v->obs_node, node) && v->obs != VF_DOM_ABSENT)
             return;
         state = VF_DOM_INACTIVE;
         break;
@@ -1568,16 +1529,16 @@ static void listener_domain_event(void *opaque, const char *node, const char *do
                        detail == VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY)) ||
                      (event == VIR_DOMAIN_EVENT_STOPPED &&
                       detail == VIR_DOMAIN_EVENT_STOPPED_MIGRATED);
-    if (!v->node || str_eq(v->node, node)) {
+    if (!v->node || vf_json_str_eq(v->node, node)) {
         observe(v, node, state, ++C.seq);
     } else if (state == VF_DOM_ACTIVE && !migration) {
-        if (!str_eq(v->conflict_node, node))
+        if (!vf_json_str_eq(v->conflict_node, node))
             vf_log_error("vm \"%s\": its domain started on node \"%s\" although the VM is on "
                          "node \"%s\"; not touched: stop one of them by hand", v->name, node,
                          v->node);
         str_set(&v->conflict_node, node);
     }
-    if (state != VF_DOM_ACTIVE && str_eq(v->conflict_node, node)) {
+    if (state != VF_DOM_ACTIVE && vf_json_str_eq(v->conflict_node, node)) {
         vf_log_info("vm \"%s\": its domain on node \"%s\" is no longer running; conflict over",
                     v->name, node);
         str_set(&v->conflict_node, NULL);
@@ -1597,7 +1558,7 @@ static void vm_watch_cb(void *opaque, const char *kind, enum vf_watch_event type
         return;
     if (type == VF_WATCH_DELETED) {
         struct vm_rec *v = vm_rec(name);
-        const char *uid = string(member(obj, "metadata"), "uid");
+        const char *uid = vf_json_string(vf_json_member(obj, "metadata"), "uid");
         if (v && uid && !strcasecmp(v->uid, uid)) {
             vm_rec_drop(name);
             ip_release(name);
@@ -1702,7 +1663,7 @@ void vf_vms_migration_ended(const char *vm, const char *node)
         str_set(&v->node, node);
         /* A listing of the target made while the domain arrived there took
          * it for a second copy: it is the VM's own now. */
-        if (str_eq(v->conflict_node, node))
+        if (vf_json_str_eq(v->conflict_node, node))
             str_set(&v->conflict_node, NULL);
     }
     C.place.valid = false;
@@ -1733,12 +1694,13 @@ void vf_vms_op_stop(const char *vm, bool force)
 
 static const char *network_of(const struct vf_config *cfg)
 {
-    return string(cfg ? cfg->virtualization : NULL, "libvirtNetwork");
+    return vf_json_string(cfg ? cfg->virtualization : NULL, "libvirtNetwork");
 }
 
 static const struct json_object *cidrs_of(const struct vf_config *cfg)
 {
-    const struct json_object *c = member(cfg ? cfg->virtualization : NULL, "virtualMachineCIDRs");
+    const struct json_object *c =
+        vf_json_member(cfg ? cfg->virtualization : NULL, "virtualMachineCIDRs");
     return c && json_object_is_type(c, json_type_array) && json_object_array_length(c) ? c : NULL;
 }
 
@@ -1753,7 +1715,7 @@ static void ipam_rebuild(struct vf_ipam *ipam)
     }
     for (size_t i = 0; i < json_object_array_length(items); i++) {
         const struct json_object *vm = json_object_array_get_idx(items, i);
-        const char *addr = string(member(vm, "status"), "ipAddress");
+        const char *addr = vf_json_string(vf_json_member(vm, "status"), "ipAddress");
         if (addr && vf_ipam_reserve(ipam, addr, vf_object_name(vm), &err) < 0)
             vf_log_warn("vm \"%s\": its address \"%s\" cannot be kept: %s", vf_object_name(vm),
                         addr, err.message);
@@ -1847,7 +1809,7 @@ void vf_vms_apply_config(const struct vf_config *cfg)
     if (!C.started)
         return;
     const char *network = network_of(cfg);
-    if (!str_eq(C.network, network)) {
+    if (!vf_json_str_eq(C.network, network)) {
         vf_log_info("vms: virtualization.libvirtNetwork is now %s%s%s; VMs started from now on "
                     "use it, running ones keep theirs", network ? "\"" : "",
                     network ? network : "unset", network ? "\"" : "");

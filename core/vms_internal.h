@@ -110,14 +110,6 @@ int vf_vms_status_edit(const char *vm, void (*edit)(struct json_object *status, 
 /* Schedule a reconciliation pass soon (never runs it from inside the caller). */
 void vf_vms_kick(void);
 
-/* Small helpers the files share. */
-bool vf_vms_str_eq(const char *a, const char *b);   /* both set and equal */
-struct json_object *vf_vms_member(const struct json_object *obj, const char *key);
-const char *vf_vms_string(const struct json_object *obj, const char *key);
-/* A deep copy of src (an empty object when src is NULL or cannot be copied). */
-struct json_object *vf_vms_json_copy(const struct json_object *src);
-/* o[key] = value, or remove o[key] when value is NULL. */
-void vf_vms_set_string(struct json_object *o, const char *key, const char *value);
 /* Set or replace the condition `type` in status.conditions; the transition time
  * only moves when its status changes, so re-applying the same state is no write. */
 void vf_vms_condition_set(struct json_object *status, const char *type, const char *cstatus,

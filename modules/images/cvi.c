@@ -1,14 +1,14 @@
 #include <config.h>
-/* ClusterVirtualImage: the controller (the kind is in cvi_kind.c, the import
- * job a worker runs in cvi_import.c).
+/* ClusterVirtualImage: the controller every image shares (the kind is in
+ * cvi_kind.c, the import job a worker runs in cvi_import.c, and what an image
+ * made from a VirtualDisk adds, its hold on the disk and the disk watch, in
+ * cvi_disk.c).
  *
  * Owns: ClusterVirtualImage objects (status, finalizer virtfleet.io/image-cleanup)
- * and their files in the image store, and the finalizer virtfleet.io/image-source
- * on a VirtualDisk while an image is being copied from it (the disk stays, with
- * its volume, until the copy let go).  Watches: ClusterVirtualImage (every
- * change is reconciled, level-triggered), VirtualMachine (a deleted image is
- * held in Terminating while a VM's spec.blockDeviceRefs names it; a disk a VM
- * runs from is not copied) and VirtualDisk (an image waits for its disk).
+ * and their files in the image store.  Watches: ClusterVirtualImage (every
+ * change is reconciled, level-triggered) and VirtualMachine (a deleted image is
+ * held in Terminating while a VM's spec.blockDeviceRefs names it; an image that
+ * waits for its disk is looked at again when a VM lets go of the disk).
  *
  * An import is one worker job: fetch (HTTP, registry), take the upload or read
  * a disk's volume from its node, then validate and convert into the store,
@@ -20,7 +20,6 @@
 #include "cvi_internal.h"
 #include "cdrom.h"
 #include "ctl_util.h"
-#include "vd.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +31,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <libvirt/libvirt.h>
 
 #define TICK_MS 1000
 
@@ -42,18 +40,10 @@
  * Loop thread only. */
 static struct import_job *jobs_in_flight;
 
-struct cvi_rec {
-    char *name;
-    char uid[64];
-    struct import_job *job;
-    char token[VF_UPLOAD_TOKEN_HEX];   /* "" when no upload is open */
-    int64_t upload_deadline;           /* CLOCK_REALTIME seconds */
-    char progress[16];                 /* last written */
-    bool kick;                         /* reconcile again on the next tick */
-    bool deleting;
-    bool wait_disk;                    /* waits for its VirtualDisk: disk and VM events kick it */
-    struct cvi_rec *next;
-};
+const struct import_job *vf_cvi_jobs_in_flight(void)
+{
+    return jobs_in_flight;
+}
 
 /* ---- small helpers ------------------------------------------------------------ */
 
@@ -206,36 +196,10 @@ static bool registry_insecure(struct vf_images *im, const char *image)
     return false;
 }
 
-/* The DOWNLOAD of VirtualDisk `disk`'s volume, with a connection to its node;
- * NULL when the disk has no volume or its node is not Ready. */
-static struct vf_vd_volume_job *disk_download_job(struct vf_images *im, const char *disk)
-{
-    struct json_object *vd = NULL;
-    struct vf_vd_volume_job *j = NULL;
-    if (im->core->object_get(im->ctx, VF_VD_KIND, disk, &vd) < 0)
-        return NULL;
-    const struct json_object *t = member(member(vd, "status"), "target");
-    const char *node = string(t, "node"), *pool = string(t, "pool");
-    const char *volume = string(t, "volume");
-    void *conn = node ? im->core->node_connection(im->ctx, node) : NULL;
-    if (pool && volume && conn && virConnectRef(conn) == 0) {
-        if ((j = vf_vd_volume_job_new(VF_VD_DOWNLOAD)) != NULL) {
-            j->conn = conn;
-            snprintf(j->node, sizeof j->node, "%s", node);
-            snprintf(j->pool, sizeof j->pool, "%s", pool);
-            snprintf(j->volume, sizeof j->volume, "%s", volume);
-        } else {
-            virConnectClose(conn);
-        }
-    }
-    json_object_put(vd);
-    return j;
-}
-
 /* Start the import of obj's current spec.  false when it cannot start yet
  * (an earlier job of the same uid still runs, a disk's node is not Ready):
  * the tick tries again. */
-static bool job_start(struct vf_images *im, struct cvi_rec *r, const struct json_object *obj,
+bool vf_cvi_job_start(struct vf_images *im, struct cvi_rec *r, const struct json_object *obj,
                       enum source src, const char *copy_from, const char *copy_format)
 {
     const struct json_object *ds = member(member(obj, "spec"), "dataSource");
@@ -276,7 +240,7 @@ static bool job_start(struct vf_images *im, struct cvi_rec *r, const struct json
         /* copy_from: the VirtualDisk's name. */
         snprintf(j->vd_name, sizeof j->vd_name, "%s", copy_from);
         snprintf(j->copy_format, sizeof j->copy_format, "%s", copy_format);
-        ok = (j->vol = disk_download_job(im, copy_from)) != NULL;
+        ok = (j->vol = vf_cvi_disk_download_job(im, copy_from)) != NULL;
     }
     if (!ok) {
         vf_cvi_job_free(j);
@@ -309,152 +273,6 @@ static void fail_status(struct vf_images *im, const char *name, const struct jso
     write_status(im, name, status);
     json_object_put(status);
     im->core->log(im->ctx, VF_LOG_WARN, "image \"%s\": failed (%s): %s", name, reason, msg);
-}
-
-/* ---- images from a VirtualDisk ------------------------------------------------------ */
-
-/* The VirtualDisk image obj is made from, or NULL. */
-static const char *disk_source_of(const struct json_object *obj)
-{
-    const struct json_object *ref = member(member(member(obj, "spec"), "dataSource"),
-                                           "objectRef");
-    return str_eq(string(ref, "kind"), VF_VD_KIND) ? string(ref, "name") : NULL;
-}
-
-int vf_cvi_disk_check(const char *disk, const struct json_object *vd,
-                      const struct json_object *vms, bool held, char *reason, size_t reason_len,
-                      char *msg, size_t msg_len)
-{
-    const struct json_object *st = member(vd, "status"), *t = member(st, "target");
-    const char *phase = string(st, "phase");
-    bool deleting = member(member(vd, "metadata"), "deletionTimestamp") != NULL;
-    if (!vd) {
-        snprintf(reason, reason_len, "DiskNotFound");
-        snprintf(msg, msg_len, "VirtualDisk \"%s\" not found: the image waits for it", disk);
-        return -ENOENT;
-    }
-    /* A copy that starts over (a restarted daemon) reads on from a disk it
-     * holds, also one deleted meanwhile: the hold kept its volume. */
-    bool readable = (str_eq(phase, "Ready") && !deleting) ||
-                    (held && deleting && vf_images_has_finalizer(vd, VF_CVI_DISK_FINALIZER));
-    if (!readable || !string(t, "node") || !string(t, "pool") || !string(t, "volume")) {
-        snprintf(reason, reason_len, "DiskNotReady");
-        snprintf(msg, msg_len, "VirtualDisk \"%s\" is %s: the image waits for it to be Ready",
-                 disk, deleting ? "being deleted" : phase ? phase : "Pending");
-        return -EAGAIN;
-    }
-    size_t n = vms && json_object_is_type(vms, json_type_array) ? json_object_array_length(vms)
-                                                                : 0;
-    for (size_t i = 0; i < n; i++) {
-        const struct json_object *vm = json_object_array_get_idx(vms, i);
-        const char *node = string(member(vm, "status"), "node");
-        if (!node || !*node || !vf_images_vm_refers(vm, VF_VD_KIND, disk))
-            continue;
-        /* Its domain may run and write the disk: a copy would be torn. */
-        snprintf(reason, reason_len, "DiskInUse");
-        snprintf(msg, msg_len, "VirtualDisk \"%s\" is in use by VirtualMachine \"%s\" on node "
-                 "\"%s\": stop the VM first (an image is made only from a disk no VM runs from)",
-                 disk, string(member(vm, "metadata"), "name"), node);
-        return -EBUSY;
-    }
-    return 0;
-}
-
-/* Let go of VirtualDisk `disk` (finalizer VF_CVI_DISK_FINALIZER) once no image
- * is being copied from it: none with an import of it running, none
- * Provisioning from it (a restarted daemon resumes those).  The hold itself is
- * taken by begin_disk, before the import starts. */
-static void disk_hold_sync(struct vf_images *im, const char *disk)
-{
-    struct json_object *vd = NULL, *imgs = NULL;
-    bool needed = false;
-    if (!disk || !im->vd_watch || im->core->object_get(im->ctx, VF_VD_KIND, disk, &vd) < 0)
-        return;
-    if (!vf_images_has_finalizer(vd, VF_CVI_DISK_FINALIZER) ||
-        im->core->object_list(im->ctx, VF_CVI_KIND, &imgs) < 0) {
-        json_object_put(vd);
-        return;
-    }
-    /* Canceled jobs too: they may still be reading. */
-    for (struct import_job *j = jobs_in_flight; j && !needed; j = j->next)
-        needed = j->src == SRC_DISK && str_eq(j->vd_name, disk);
-    for (size_t i = 0; i < json_object_array_length(imgs) && !needed; i++) {
-        struct json_object *img = json_object_array_get_idx(imgs, i);
-        needed = str_eq(disk_source_of(img), disk) &&
-                 str_eq(string(member(img, "status"), "phase"), "Provisioning") &&
-                 !member(member(img, "metadata"), "deletionTimestamp");
-    }
-    json_object_put(imgs);
-    if (!needed &&
-        vf_images_finalizer_update(im->core, im->ctx, VF_VD_KIND, vd, VF_CVI_DISK_FINALIZER,
-                                   false) == 0)
-        im->core->log(im->ctx, VF_LOG_INFO, "disk \"%s\": no image is copied from it any more",
-                      disk);
-    json_object_put(vd);
-}
-
-/* An image from VirtualDisk `disk`: when the disk is Ready and no VM runs from
- * it, hold it and start the copy; else Pending with the reason. */
-static void begin_disk(struct vf_images *im, struct cvi_rec *r, const struct json_object *obj,
-                       struct json_object *status, const char *disk, bool resume)
-{
-    struct json_object *vd = NULL, *vms = NULL;
-    char reason[64], msg[MSG_MAX];
-    if (!im->vd_watch) {
-        /* The disks' kind comes with vd.c, which starts after: its watch's
-         * first events bring this image back. */
-        r->wait_disk = true;
-        if (!string(status, "phase"))
-            vf_images_set_str(status, "phase", "Pending");
-        return;
-    }
-    if (im->core->object_get(im->ctx, VF_VD_KIND, disk, &vd) < 0)
-        vd = NULL;
-    if (im->core->object_list(im->ctx, "VirtualMachine", &vms) < 0)
-        vms = NULL;
-    int rc = vf_cvi_disk_check(disk, vd, vms, resume, reason, sizeof reason, msg, sizeof msg);
-    json_object_put(vms);
-    const char *node = string(member(member(vd, "status"), "target"), "node");
-    bool keep = false;
-    if (rc == 0 && !im->core->node_connection(im->ctx, node)) {
-        snprintf(reason, sizeof reason, "NodeNotReady");
-        snprintf(msg, sizeof msg, "waiting for node \"%s\", which holds VirtualDisk \"%s\", to "
-                 "be Ready", node, disk);
-        r->kick = true;   /* nodes are not watched here: looked at again on the tick */
-        rc = -EAGAIN;
-        /* A copy under way (a restarted daemon, before it reached the node)
-         * stays Provisioning, and so keeps its hold on the disk. */
-        keep = resume;
-    }
-    /* Taken before the import starts, so that the disk's volume stays while it runs. */
-    if (rc == 0 && !vf_images_has_finalizer(vd, VF_CVI_DISK_FINALIZER) &&
-        vf_images_finalizer_update(im->core, im->ctx, VF_VD_KIND, vd, VF_CVI_DISK_FINALIZER,
-                                   true) < 0) {
-        r->kick = true;
-        rc = -EAGAIN;
-        snprintf(reason, sizeof reason, "DiskNotReady");
-        snprintf(msg, sizeof msg, "VirtualDisk \"%s\" changed: looking again", disk);
-    }
-    r->wait_disk = rc < 0;
-    if (rc < 0) {
-        if (!keep)
-            vf_images_set_str(status, "phase", "Pending");
-        set_ready(status, false, reason, msg);
-    } else {
-        const struct json_object *t = member(member(vd, "status"), "target");
-        const char *format = str_eq(string(member(vd, "status"), "format"), "qcow2") ? "qcow2"
-                                                                                     : "raw";
-        if (job_start(im, r, obj, SRC_DISK, disk, format)) {
-            snprintf(msg, sizeof msg, "copying VirtualDisk \"%s\" (volume \"%s\" on node \"%s\")",
-                     disk, string(t, "volume"), node);
-            vf_images_set_str(status, "phase", "Provisioning");
-            vf_images_set_str(status, "progress", "0.0%");
-            set_ready(status, false, "Provisioning", msg);
-        } else if (!string(status, "phase")) {
-            vf_images_set_str(status, "phase", "Pending");
-        }
-    }
-    json_object_put(vd);
 }
 
 static void job_done(void *opaque)
@@ -527,15 +345,8 @@ static void job_done(void *opaque)
         vf_images_set_str(src, "bytes", num);
         if (j->disk_name[0])
             vf_images_set_str(src, "file", j->disk_name);
-        if (j->src == SRC_DISK) {
-            /* Where the bytes were read: the disk, its node and its volume. */
-            struct json_object *from = json_object_new_object();
-            vf_images_set_str(from, "name", j->vd_name);
-            vf_images_set_str(from, "node", j->vol->node);
-            vf_images_set_str(from, "pool", j->vol->pool);
-            vf_images_set_str(from, "volume", j->vol->volume);
-            json_object_object_add(src, "virtualDisk", from);
-        }
+        if (j->src == SRC_DISK)   /* where the bytes were read */
+            json_object_object_add(src, "virtualDisk", vf_cvi_disk_read_from(j));
         json_object_object_add(status, "source", src);
     } else {
         /* A copy is byte for byte its source: only where it is stored differs. */
@@ -564,7 +375,7 @@ out:
     /* A copy from a disk that ended lets go of the disk (a stopped module
      * keeps the hold: the next start resumes the copy). */
     if (j->src == SRC_DISK && !im->stopped)
-        disk_hold_sync(im, j->vd_name);
+        vf_cvi_disk_hold_sync(im, j->vd_name);
     json_object_put(obj);
     vf_cvi_job_free(j);
     vf_images_unref(im);
@@ -658,15 +469,15 @@ static void begin_import(struct vf_images *im, struct cvi_rec *r, const struct j
         /* After a restart in Provisioning the upload is complete on disk. */
         if (resume && vf_dvcr_path(&im->dvcr, r->uid, VF_DVCR_DOWNLOAD, dl, sizeof dl) == 0 &&
             stat(dl, &st) == 0 && st.st_size > 0) {
-            if (job_start(im, r, obj, SRC_UPLOAD, NULL, NULL))
+            if (vf_cvi_job_start(im, r, obj, SRC_UPLOAD, NULL, NULL))
                 vf_images_set_str(status, "phase", "Provisioning");
             return;
         }
         upload_open(im, r, status);
         return;
     }
-    if (str_eq(type, "ObjectRef") && disk_source_of(obj)) {
-        begin_disk(im, r, obj, status, disk_source_of(obj), resume);
+    if (str_eq(type, "ObjectRef") && vf_cvi_disk_source_of(obj)) {
+        vf_cvi_disk_begin(im, r, obj, status, vf_cvi_disk_source_of(obj), resume);
         return;
     }
     if (str_eq(type, "ObjectRef")) {
@@ -688,8 +499,8 @@ static void begin_import(struct vf_images *im, struct cvi_rec *r, const struct j
             json_object_put(src);
             return;
         }
-        if (job_start(im, r, obj, SRC_COPY, path, str_eq(string(ss, "format"), "qcow2")
-                                                      ? "qcow2" : "raw")) {
+        if (vf_cvi_job_start(im, r, obj, SRC_COPY, path, str_eq(string(ss, "format"), "qcow2")
+                                                             ? "qcow2" : "raw")) {
             /* What is known of the source already is the copy's too. */
             static const char *const keys[] = {"format", "cdrom", "size", "checksums", "source"};
             for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
@@ -704,7 +515,7 @@ static void begin_import(struct vf_images *im, struct cvi_rec *r, const struct j
         json_object_put(src);
         return;
     }
-    if (job_start(im, r, obj, str_eq(type, "HTTP") ? SRC_HTTP : SRC_REGISTRY, NULL, NULL)) {
+    if (vf_cvi_job_start(im, r, obj, str_eq(type, "HTTP") ? SRC_HTTP : SRC_REGISTRY, NULL, NULL)) {
         vf_images_set_str(status, "phase", "Provisioning");
         set_ready(status, false, "Provisioning", str_eq(type, "HTTP")
                                                      ? "downloading the image"
@@ -819,8 +630,8 @@ static void reconcile(struct vf_images *im, const struct json_object *obj)
     write_status(im, name, status);
     json_object_put(status);
     /* A copy from a disk that never began (or waits again) lets go of it. */
-    if (!r->job && disk_source_of(obj))
-        disk_hold_sync(im, disk_source_of(obj));
+    if (!r->job && vf_cvi_disk_source_of(obj))
+        vf_cvi_disk_hold_sync(im, vf_cvi_disk_source_of(obj));
 }
 
 /* ---- watches, timer, upload hand-over -------------------------------------------- */
@@ -839,7 +650,7 @@ static void on_cvi(void *opaque, enum vf_watch_event type, const struct json_obj
                 vf_dvcr_remove(&im->dvcr, uid, false);
             rec_free(im, r);
         }
-        disk_hold_sync(im, disk_source_of(obj));
+        vf_cvi_disk_hold_sync(im, vf_cvi_disk_source_of(obj));
     } else {
         reconcile(im, obj);
     }
@@ -854,17 +665,6 @@ static void on_vm(void *opaque, enum vf_watch_event type, const struct json_obje
      * a disk may let an image be made from it. */
     for (struct cvi_rec *r = im->recs; r; r = r->next)
         if (r->deleting || r->wait_disk || vf_images_vm_refers(obj, VF_CVI_KIND, r->name))
-            r->kick = true;
-}
-
-/* A disk that gets Ready, or is let go by its VM, may be copied now. */
-static void on_vd(void *opaque, enum vf_watch_event type, const struct json_object *obj)
-{
-    struct vf_images *im = opaque;
-    (void)type;
-    (void)obj;
-    for (struct cvi_rec *r = im->recs; r; r = r->next)
-        if (r->wait_disk)
             r->kick = true;
 }
 
@@ -961,7 +761,7 @@ static void upload_posted(void *opaque)
             struct json_object *status = vf_images_status_copy(obj);
             json_object_object_del(status, "imageUploadURLs");
             json_object_object_del(status, "uploadExpiresAt");
-            if (job_start(im, r, obj, SRC_UPLOAD, NULL, NULL)) {
+            if (vf_cvi_job_start(im, r, obj, SRC_UPLOAD, NULL, NULL)) {
                 vf_images_set_str(status, "phase", "Provisioning");
                 vf_images_set_str(status, "progress", "100.0%");
                 set_ready(status, false, "Provisioning", "checking and storing the upload");
@@ -1039,24 +839,6 @@ int vf_cvi_start(struct vf_images *im)
      * is left from images deleted while the daemon was down. */
     struct orphan_scan s = {.im = im};
     vf_dvcr_foreach_uid(&im->dvcr, orphan_check, &s);
-    return 0;
-}
-
-int vf_cvi_watch_disks(struct vf_images *im)
-{
-    struct json_object *disks = NULL;
-    im->vd_watch = im->core->watch_add(im->ctx, VF_VD_KIND, on_vd, im);
-    if (!im->vd_watch)
-        return -EIO;
-    /* Holds left by a daemon that stopped mid-copy go unless the copy resumes. */
-    if (im->core->object_list(im->ctx, VF_VD_KIND, &disks) < 0)
-        return 0;
-    for (size_t i = 0; i < json_object_array_length(disks); i++) {
-        struct json_object *d = json_object_array_get_idx(disks, i);
-        if (vf_images_has_finalizer(d, VF_CVI_DISK_FINALIZER))
-            disk_hold_sync(im, string(member(d, "metadata"), "name"));
-    }
-    json_object_put(disks);
     return 0;
 }
 

@@ -1,5 +1,5 @@
-/* ClusterVirtualImage: the kind and its controller (cvi.c), and the images
- * module's state shared with module.c. */
+/* ClusterVirtualImage: the kind and its controller (cvi.c, with images made from
+ * VirtualDisks in cvi_disk.c), and the images module's state shared with module.c. */
 #ifndef VF_IMAGES_CVI_H
 #define VF_IMAGES_CVI_H
 #include <stdatomic.h>

@@ -1,7 +1,7 @@
 /* What the parts of ClusterVirtualImage share: the kind (cvi_kind.c), the
- * worker-side import job (cvi_import.c), the controller (cvi.c) and its
- * CD-ROM copies on the nodes (cdrom.c).  Private to them; cvi.h is what
- * module.c sees. */
+ * worker-side import job (cvi_import.c), the controller (cvi.c), its images
+ * made from a VirtualDisk (cvi_disk.c) and its CD-ROM copies on the nodes
+ * (cdrom.c).  Private to them; cvi.h is what module.c sees. */
 #ifndef VF_IMAGES_CVI_INTERNAL_H
 #define VF_IMAGES_CVI_INTERNAL_H
 #include "cvi.h"
@@ -52,6 +52,20 @@ struct import_job {
     struct import_job *next;       /* in jobs_in_flight */
 };
 
+/* The controller's record of one image (im->recs).  Loop thread only. */
+struct cvi_rec {
+    char *name;
+    char uid[64];
+    struct import_job *job;
+    char token[VF_UPLOAD_TOKEN_HEX];   /* "" when no upload is open */
+    int64_t upload_deadline;           /* CLOCK_REALTIME seconds */
+    char progress[16];                 /* last written */
+    bool kick;                         /* reconcile again on the next tick */
+    bool deleting;
+    bool wait_disk;                    /* waits for its VirtualDisk: disk and VM events kick it */
+    struct cvi_rec *next;
+};
+
 /* ---- the kind (cvi_kind.c) ------------------------------------------------------ */
 
 extern const struct vf_kind vf_cvi_kind;
@@ -74,4 +88,36 @@ int vf_cvi_registry_auth(const char *path, const char *image, char *user, size_t
 /* The job_submit work function: fills j->rc, j->err and the results. */
 void vf_cvi_job_run(void *opaque);
 void vf_cvi_job_free(struct import_job *j);
+
+/* ---- the controller (cvi.c, loop thread) --------------------------------------------- */
+
+/* Start the import of obj's current spec (copy_from, copy_format: SRC_COPY's
+ * source file, SRC_DISK's VirtualDisk, and their format).  false when it
+ * cannot start yet (an earlier job of the same uid still runs, a disk's node
+ * is not Ready): the tick tries again. */
+bool vf_cvi_job_start(struct vf_images *im, struct cvi_rec *r, const struct json_object *obj,
+                      enum source src, const char *copy_from, const char *copy_format);
+/* The imports of every instance of the module, canceled ones too (they may
+ * still be reading), linked by ->next. */
+const struct import_job *vf_cvi_jobs_in_flight(void);
+
+/* ---- images made from a VirtualDisk (cvi_disk.c, loop thread) ------------------------ */
+
+/* The VirtualDisk image obj is made from, or NULL. */
+const char *vf_cvi_disk_source_of(const struct json_object *obj);
+/* The DOWNLOAD of VirtualDisk `disk`'s volume, with a connection to its node;
+ * NULL when the disk has no volume or its node is not Ready. */
+struct vf_vd_volume_job *vf_cvi_disk_download_job(struct vf_images *im, const char *disk);
+/* An image from VirtualDisk `disk` (begin_import's part for it): when the disk
+ * is Ready and no VM runs from it, hold it and start the copy; else Pending
+ * with the reason, r->wait_disk set.  resume: a restarted daemon found the
+ * image Provisioning. */
+void vf_cvi_disk_begin(struct vf_images *im, struct cvi_rec *r, const struct json_object *obj,
+                       struct json_object *status, const char *disk, bool resume);
+/* Let go of VirtualDisk `disk` (VF_CVI_DISK_FINALIZER) once no image is being
+ * copied from it.  NULL disk: nothing to do. */
+void vf_cvi_disk_hold_sync(struct vf_images *im, const char *disk);
+/* status.source.virtualDisk of an image a SRC_DISK job made: where its bytes
+ * were read. */
+struct json_object *vf_cvi_disk_read_from(const struct import_job *j);
 #endif

@@ -5,7 +5,7 @@ if BUILD_MODULE_IMAGES
 module_LTLIBRARIES += modules/images/images.la
 modules_images_images_la_SOURCES = \
 	modules/images/module.c \
-	modules/images/cvi.c modules/images/cvi.h \
+	modules/images/cvi.c modules/images/cvi_disk.c modules/images/cvi.h \
 	modules/images/cvi_kind.c modules/images/cvi_import.c modules/images/cvi_internal.h \
 	modules/images/cdrom.c modules/images/cdrom.h \
 	modules/images/image_store.c modules/images/image_store.h \

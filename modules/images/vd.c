@@ -847,7 +847,7 @@ static void step_delete(struct vf_vd *vd, struct vd_rec *r, const struct json_ob
         return;
     }
     if (vf_images_has_finalizer(obj, VF_CVI_DISK_FINALIZER)) {
-        /* An image is being copied from the volume (cvi.c holds the disk):
+        /* An image is being copied from the volume (cvi_disk.c holds the disk):
          * the volume stays until the copy let go; its update brings us back. */
         vf_images_condition_set(status, "InUse", true, "UsedByImage", "deletion waits until "
                                 "the ClusterVirtualImage being made from the disk has read it");

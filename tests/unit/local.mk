@@ -89,8 +89,8 @@ if BUILD_MODULE_IMAGES
 check_PROGRAMS += tests/unit/check_images_module
 TESTS += tests/unit/check_images_module
 tests_unit_check_images_module_SOURCES = tests/unit/check_images_module.c \
-	modules/images/module.c modules/images/cvi.c modules/images/cvi_kind.c modules/images/cvi_import.c \
-	modules/images/cdrom.c modules/images/image_store.c \
+	modules/images/module.c modules/images/cvi.c modules/images/cvi_disk.c modules/images/cvi_kind.c \
+	modules/images/cvi_import.c modules/images/cdrom.c modules/images/image_store.c \
 	modules/images/upload.c modules/images/vd.c modules/images/vd_kind.c modules/images/vd_volume.c \
 	modules/images/vd_retry.c modules/images/ctl_util.c
 tests_unit_check_images_module_CFLAGS = $(UNIT_CFLAGS) $(CRYPTO_CFLAGS) $(LIBVIRT_CFLAGS)
