@@ -9,6 +9,7 @@
  * image arrives as a qcow2 file; the pool is refreshed afterwards so libvirt
  * reads the format from the file before the volume is grown. */
 #include "vd_volume.h"
+#include <virtfleet/node_connection.h>
 
 #include <errno.h>
 #include <inttypes.h>
@@ -522,44 +523,11 @@ out:
 /* ---- a connection of the stream's own --------------------------------------------------
  *
  * A copy into a volume and a DOWNLOAD run start to end on a connection of
- * their own to the node, opened here on the worker from the URI of the
- * node's shared one (core->node_connection), and closed here too.  Because
- * libvirt 9.0's RPC client crashes when two threads wait on one connection
- * whose node hangs:
- *
- * A caller waiting for the socket (virNetClientIOEventLoop) attaches a
- * GSource to the connection's own GMainContext whose callback data sits in
- * that caller's stack frame, and when the wait ends only unrefs it (a
- * g_autoptr), never detaches it.  Ended by the socket, the source is gone;
- * ended by another thread's g_main_loop_quit (a second caller queueing
- * behind it, a keepalive ping, the keepalive closing the connection) it
- * stays attached.  Harmless while the same thread goes on waiting in the
- * same frame; but when it gives up and hands the socket to the thread
- * queued behind it, that thread's wait dispatches the stale source as soon
- * as the socket is ready and reads the first thread's dead frame: SIGSEGV in
- * virNetClientIOEventFD.
- *
- * That is what a node's libvirtd stopped (SIGSTOP) during a copy on the
- * shared connection did: the copy held the socket, blocked on a full send
- * buffer; the core's heartbeat (virNodeGetInfo) queued behind it and quit
- * its wait; the keepalive closed the connection; the failing copy handed
- * the socket to the heartbeat, which waited with the copy's stale sources
- * (and kept the node Ready on a dead connection) until libvirtd was
- * resumed, then crashed the daemon.
- *
- * On its own connection only this worker waits on the socket: its waits
- * send the keepalive pings as they fall due; the loop thread's keepalive
- * timer, firing while the worker waits, only queues a ping or closes the
- * connection, and either just ends the worker's wait.  So no source is left
- * for another thread, and nothing queues behind a stream for its whole
- * length (two short calls on the shared connection can still meet a hang
- * together; a stream made it certain).  Its keepalive, as the core's (a
- * silent node is dead after about 5 s * 3), fails a copy to a hung node
- * rather than holding this worker for as long as the node hangs; every call
- * after that fails at once ("client socket is closed"), a CREATE's delete
- * of its partial volume included, which the next attempt then does. */
-enum { OWN_KEEPALIVE_INTERVAL_S = 5, OWN_KEEPALIVE_COUNT = 3 };
-
+ * their own to the node, opened and closed here on the worker: a stream on
+ * the shared one crashes the daemon when the node hangs (the libvirt 9.0
+ * hazard, see <virtfleet/node_connection.h>).  On a hung node its keepalive
+ * fails the copy; every call after that fails at once, a CREATE's delete of
+ * its partial volume included, which the next attempt then does. */
 static bool runs_on_own_connection(const struct vf_vd_volume_job *j)
 {
     return j->conn && ((j->op == VF_VD_CREATE && j->src_fd >= 0) || j->op == VF_VD_DOWNLOAD);
@@ -567,24 +535,14 @@ static bool runs_on_own_connection(const struct vf_vd_volume_job *j)
 
 static int own_connection_open(struct vf_vd_volume_job *j, virConnectPtr *own)
 {
-    const char *reason = j->op == VF_VD_DOWNLOAD ? "DownloadFailed" : "CopyFailed";
-    char what[512];
-    *own = NULL;
-    /* The URI the connection was opened with: no call to the node. */
-    char *uri = virConnectGetURI(j->conn);
-    if (!uri)
-        return lv_fail(j, 500, reason, "the URI of the node's connection");
-    *own = virConnectOpen(uri);
-    if (!*own) {
-        snprintf(what, sizeof what, "connecting to \"%s\" for the stream", uri);
-        free(uri);
-        return lv_fail(j, 500, reason, what);
-    }
-    free(uri);
-    /* A driver without keepalive (test:///) has no node to lose. */
-    if (virConnectSetKeepAlive(*own, OWN_KEEPALIVE_INTERVAL_S, OWN_KEEPALIVE_COUNT) < 0)
-        virResetLastError();
-    return 0;
+    char why[sizeof j->err.message];
+    *own = vf_node_connection_open_own(j->conn, why, sizeof why);
+    if (*own)
+        return 0;
+    j->lv_code = virGetLastErrorCode();   /* tells a final failure from a passing one */
+    return vf_error_set(&j->err, -EIO, 500,
+                        j->op == VF_VD_DOWNLOAD ? "DownloadFailed" : "CopyFailed", "",
+                        "node \"%s\": the stream's own connection: %s", j->node, why);
 }
 
 static int run_on_own_connection(struct vf_vd_volume_job *j,

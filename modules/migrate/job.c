@@ -9,6 +9,7 @@
  * results go back to the loop. */
 #include <config.h>
 #include "migrate.h"
+#include <virtfleet/node_connection.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -41,39 +42,22 @@ static void last_error(char *buf, size_t len, const char *what)
 /* ---- the migration thread --------------------------------------------------- */
 
 /* The long call runs on a connection of the thread's own to the source,
- * opened here from the URI of the node's shared one and closed here too:
- * libvirt 9.0's RPC client crashes the daemon when two threads wait on one
- * connection and its node hangs past the keepalive (the waiter that gives up
- * leaves a watch on its own stack registered for the next one; see the
- * stream's own connection in modules/images/vd_volume.c), and the stats
- * polls and an abort on the shared connection would wait next to this call
- * for as long as the copy lasts.  The keepalive is the core's (a silent node
- * is dead after about 5 s * 3): the call fails on a hung node rather than
- * holding this thread for as long as it hangs, and the probe that follows a
+ * opened and closed here: the stats polls and an abort on the shared one would
+ * wait next to it for as long as the copy lasts, which crashes the daemon when
+ * the node hangs (the libvirt 9.0 hazard, see <virtfleet/node_connection.h>).
+ * On a hung node its keepalive fails the call, and the probe that follows a
  * failure finds out what libvirt made of it. */
-enum { OWN_KEEPALIVE_INTERVAL_S = 5, OWN_KEEPALIVE_COUNT = 3 };
-
 static virConnectPtr own_connection_open(struct mig_call *call)
 {
-    char what[MIG_MSG_MAX];
+    char why[sizeof call->error - 64];
     if (!call->conn) {
         snprintf(call->error, sizeof call->error, "the source node is not connected");
         return NULL;
     }
-    /* The URI the shared connection was opened with: no call to the node. */
-    char *uri = virConnectGetURI(call->conn);
-    if (!uri) {
-        last_error(call->error, sizeof call->error, "the URI of the source's connection");
-        return NULL;
-    }
-    virConnectPtr own = virConnectOpen(uri);
-    if (!own) {
-        snprintf(what, sizeof what, "connecting to \"%s\" for the migration", uri);
-        last_error(call->error, sizeof call->error, what);
-    } else if (virConnectSetKeepAlive(own, OWN_KEEPALIVE_INTERVAL_S, OWN_KEEPALIVE_COUNT) < 0) {
-        virResetLastError();   /* a driver without keepalive (test:///) has no node to lose */
-    }
-    free(uri);
+    virConnectPtr own = vf_node_connection_open_own(call->conn, why, sizeof why);
+    if (!own)
+        snprintf(call->error, sizeof call->error, "the migration's own connection to the source: %s",
+                 why);
     return own;
 }
 

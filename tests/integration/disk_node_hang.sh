@@ -13,7 +13,8 @@
 # waiting; with the copy streamed over the node's shared connection the
 # core's heartbeat queued behind it, inherited that state when the
 # keepalive closed the connection, and crashed the daemon (SIGSEGV in
-# libvirt) as soon as libvirtd was resumed (see modules/images/vd_volume.c).
+# libvirt) as soon as libvirtd was resumed (see
+# include/virtfleet/node_connection.h).
 # Whether it crashes depends on what the dead stack holds by then; what
 # always shows is the heartbeat stuck on the closed connection, so that the
 # node never went NotReady: that check fails every time on the old code.

@@ -10,10 +10,10 @@
 # The regression: libvirt 9.0's RPC client leaves, on a connection two
 # threads wait on, callback data in the stack of a thread that gave up
 # waiting, and the next waiter crashes the daemon (SIGSEGV in libvirt) once
-# the node answers again (see modules/images/vd_volume.c).  The migration
-# call (virDomainMigrateToURI3, as long as the copy) used to wait on the
-# source's shared connection next to the module's job-stats polls and the
-# core's heartbeat; it now has a connection of its own, and so has the
+# the node answers again (see include/virtfleet/node_connection.h).  The
+# migration call (virDomainMigrateToURI3, as long as the copy) used to wait
+# on the source's shared connection next to the module's job-stats polls and
+# the core's heartbeat; it now has a connection of its own, and so has the
 # heartbeat (modules/migrate/job.c, core/cluster.c).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/migrate_common.sh"

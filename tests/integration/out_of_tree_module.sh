@@ -24,6 +24,17 @@ case "$moduledir" in "$prefix"/*) ;; *) echo "moduledir $moduledir is outside $p
 mkdir "$T/modules"
 ${CC:-cc} -Wall -Wextra -Werror -shared -o "$T/modules/hello.so" "$src" $cflags $libs
 
+# The libvirt helper header is installed and compiles on its own.
+cat > "$T/own.c" <<'C'
+#include <virtfleet/node_connection.h>
+virConnectPtr own(virConnectPtr shared, char *err, size_t len);
+virConnectPtr own(virConnectPtr shared, char *err, size_t len)
+{
+    return vf_node_connection_open_own(shared, err, len);
+}
+C
+${CC:-cc} -Wall -Wextra -Werror -c -o "$T/own.o" "$T/own.c" $cflags $(pkg-config --cflags libvirt)
+
 cat > "$T/d.conf" <<CONF
 state_dir = "$T/state";
 pidfile = "$T/d.pid";
