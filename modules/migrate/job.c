@@ -4,6 +4,9 @@
  * workers.  PEER2PEER lets the source libvirtd drive the whole migration, so
  * one that is under way when virtfleetd dies finishes (or fails) without
  * us, and the next start only has to look at both nodes (MIG_REQ_PROBE).
+ * The volumes a block migration makes on the target are recorded before the
+ * copy (made_record.c), so that they are deleted after a failure even when
+ * the daemon did not see it (made_volumes.c).
  * Short requests (job stats, abort, post-copy, probe) go to the core's
  * workers on the node's shared connection.  Nothing here touches the store:
  * results go back to the loop. */
@@ -96,28 +99,69 @@ static void disks_missing_on_target(struct mig_call *call, virDomainPtr dom)
     free(xml);
 }
 
+/* Before the copy: the list of what libvirt is about to make, kept where a
+ * restart finds it (made_record.c).  Without it a kill during the copy would
+ * leave those volumes for ever, so a migration whose list cannot be written
+ * does not begin. */
+static int disks_record(struct mig_call *call)
+{
+    if (!call->n_made || !call->records[0])
+        return 0;
+    struct mig_record *rec = calloc(1, sizeof *rec);
+    if (!rec) {
+        snprintf(call->error, sizeof call->error, "out of memory");
+        return -ENOMEM;
+    }
+    snprintf(rec->vm, sizeof rec->vm, "%s", call->vm);
+    snprintf(rec->vm_uid, sizeof rec->vm_uid, "%s", call->uuid);
+    snprintf(rec->target, sizeof rec->target, "%s", call->target);
+    memcpy(rec->paths, call->made, sizeof rec->paths);
+    rec->n = call->n_made;
+    char why[sizeof call->error - 96];
+    int rc = mig_record_write(call->records, call->op_uid, rec, why, sizeof why);
+    if (rc < 0)
+        snprintf(call->error, sizeof call->error, "cannot record the volumes the block migration "
+                 "makes on node \"%s\": %s", call->target, why);
+    free(rec);
+    return rc;
+}
+
+/* The outcome is dealt with: the record has done its job. */
+static void disks_record_drop(struct mig_call *call)
+{
+    char why[sizeof call->made_error];
+    if (call->records[0] && mig_record_remove(call->records, call->op_uid, why, sizeof why) < 0)
+        snprintf(call->made_error, sizeof call->made_error, "%s", why);
+}
+
 /* After a failed block migration: the domain is not on the target, so the
- * volumes libvirt made there for it are a copy nobody uses: delete them. */
+ * volumes libvirt made there for it are a copy nobody uses: delete them.
+ * Should that fail, the record stays, and made_volumes.c tries again. */
 static void disks_remove_from_target(struct mig_call *call)
 {
     if (!call->n_made)
         return;
-    virDomainPtr d = virDomainLookupByUUIDString(call->dconn, call->uuid);
-    if (d) {
-        virDomainFree(d);   /* it did arrive (a late failure): leave everything */
+    struct mig_made_outcome *out = calloc(1, sizeof *out);
+    if (!out) {
+        snprintf(call->made_error, sizeof call->made_error, "out of memory");
         call->n_made = 0;
         return;
     }
+    int rc = mig_made_delete(call->dconn, call->uuid, call->made, call->n_made, out);
     size_t kept = 0;
     for (size_t i = 0; i < call->n_made; i++) {
-        virStorageVolPtr v = virStorageVolLookupByPath(call->dconn, call->made[i]);
-        if (!v)
-            continue;   /* never made (it failed before the copy began) */
-        if (virStorageVolDelete(v, 0) == 0)
-            snprintf(call->made[kept++], MIG_PATH_MAX, "%s", call->made[i]);
-        virStorageVolFree(v);
+        if (!out->deleted[i])
+            continue;
+        if (kept != i)   /* (snprintf onto itself printed "") */
+            memcpy(call->made[kept], call->made[i], MIG_PATH_MAX);
+        kept++;
     }
     call->n_made = kept;   /* now: the ones deleted, for the log */
+    if (rc < 0)
+        snprintf(call->made_error, sizeof call->made_error, "%s", out->error);
+    else
+        disks_record_drop(call);
+    free(out);
 }
 
 static void *call_main(void *opaque)
@@ -152,8 +196,13 @@ static void *call_main(void *opaque)
           virTypedParamsAddULLong(&params, &n, &max, VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY,
                                   call->bandwidth_mib) < 0)))
         goto param_failed;
-    if ((call->flags & VIR_MIGRATE_NON_SHARED_DISK) && call->dconn)
+    if ((call->flags & VIR_MIGRATE_NON_SHARED_DISK) && call->dconn) {
         disks_missing_on_target(call, dom);
+        if ((call->rc = disks_record(call)) < 0) {
+            call->n_made = 0;   /* nothing was made */
+            goto out;
+        }
+    }
     if (virDomainMigrateToURI3(dom, call->dconnuri, params, (unsigned)n, call->flags) < 0) {
         call->rc = -EIO;
         last_error(call->error, sizeof call->error, "migration failed");
@@ -161,6 +210,7 @@ static void *call_main(void *opaque)
             disks_remove_from_target(call);
     } else {
         call->n_made = 0;   /* they are the VM's disks now */
+        disks_record_drop(call);
     }
     goto out;
 param_failed:

@@ -1,10 +1,11 @@
 # The migrate module: live migration (Migrate/Evict operations) and drain.
-# queue.c, policy.c and disks.c are pure and also linked into tests/unit/check_migrate.
+# queue.c, policy.c, disks.c and made_record.c are pure and also linked into
+# tests/unit/check_migrate.
 if BUILD_MODULE_MIGRATE
 module_LTLIBRARIES += modules/migrate/migrate.la
 modules_migrate_migrate_la_SOURCES = modules/migrate/migrate.h modules/migrate/module.c \
 	modules/migrate/run.c modules/migrate/job.c modules/migrate/queue.c modules/migrate/policy.c \
-	modules/migrate/disks.c
+	modules/migrate/disks.c modules/migrate/made_record.c modules/migrate/made_volumes.c
 modules_migrate_migrate_la_CFLAGS = $(MODULE_CFLAGS) $(LIBVIRT_CFLAGS)
 modules_migrate_migrate_la_LDFLAGS = $(MODULE_LINKFLAGS)
 modules_migrate_migrate_la_LIBADD = $(LIBVIRT_LIBS) $(JSONC_LIBS) -lpthread
@@ -12,7 +13,7 @@ modules_migrate_migrate_la_LIBADD = $(LIBVIRT_LIBS) $(JSONC_LIBS) -lpthread
 check_PROGRAMS += tests/unit/check_migrate
 TESTS += tests/unit/check_migrate
 tests_unit_check_migrate_SOURCES = tests/unit/check_migrate.c modules/migrate/queue.c \
-	modules/migrate/policy.c modules/migrate/disks.c
+	modules/migrate/policy.c modules/migrate/disks.c modules/migrate/made_record.c
 tests_unit_check_migrate_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/modules/migrate
 tests_unit_check_migrate_LDADD = $(CHECK_LIBS) $(JSONC_LIBS)
 endif

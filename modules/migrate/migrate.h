@@ -130,10 +130,14 @@ struct mig_call {
     /* Out: */
     int rc;
     char error[512];
-    /* Disk files the target lacked before a block migration; after a failed
-     * one, those deleted there again. */
+    char vm[256], target[256];       /* names, for the record of the volumes made */
+    char records[MIG_PATH_MAX];      /* where that record goes ("": not kept) */
+    /* Out: disk files the target lacked before a block migration (recorded in
+     * records/<op_uid> before the copy); after a failed one, those deleted
+     * there again. */
     char made[MIG_MAX_DISKS][MIG_PATH_MAX];
     size_t n_made;
+    char made_error[768];            /* what went wrong with them or their record */
     /* Who to tell: */
     char op_uid[64];
     unsigned generation;
@@ -146,6 +150,41 @@ int mig_call_start(struct mig_call *call);
 /* The files of a domain XML's writable file disks (at most max). Pure. */
 size_t mig_disk_paths(const char *xml, char paths[][MIG_PATH_MAX], size_t max);
 void mig_call_free(struct mig_call *call);
+
+/* ---- made_record.c: the durable list of volumes a block migration made (pure) -- */
+
+#define MIG_RECORD_NAME_MAX 128
+struct mig_record {
+    char vm[256], vm_uid[64], target[256];
+    char paths[MIG_MAX_DISKS][MIG_PATH_MAX];
+    size_t n;
+};
+/* Write dir/name whole or not at all (temporary file, fsync, rename, fsync
+ * of dir).  -errno, with err saying what and where. */
+int mig_record_write(const char *dir, const char *name, const struct mig_record *rec, char *err,
+                     size_t len);
+/* -ENOENT: no such record; -EINVAL: not a whole one. */
+int mig_record_read(const char *dir, const char *name, struct mig_record *rec, char *err,
+                    size_t len);
+/* Gone already is fine. */
+int mig_record_remove(const char *dir, const char *name, char *err, size_t len);
+/* The records in dir, sorted (a missing dir has none); drop_temporary: also
+ * delete the temporary files of writes a kill interrupted. */
+int mig_record_list(const char *dir, bool drop_temporary, char ***names, size_t *n);
+void mig_record_names_free(char **names, size_t n);
+
+/* ---- made_volumes.c: leftover records, settled ---------------------------------- */
+
+struct mig_made_outcome {
+    bool domain_there;               /* the domain is on the target: its disks, left alone */
+    bool deleted[MIG_MAX_DISKS];
+    char error[512];                 /* the first failure */
+};
+/* Any thread: delete on the target (conn, a virConnectPtr) the volumes at
+ * `paths` a block migration of domain `uuid` made there, unless the domain is
+ * there.  0 when every one is dealt with (a volume gone already is). */
+int mig_made_delete(void *conn, const char *uuid, char (*paths)[MIG_PATH_MAX], size_t n,
+                    struct mig_made_outcome *out);
 
 /* Short libvirt requests on the core's workers. */
 enum mig_req_type { MIG_REQ_STATS, MIG_REQ_ABORT, MIG_REQ_POSTCOPY, MIG_REQ_PROBE };
@@ -202,6 +241,11 @@ struct migrate {
     uint64_t arrival_seq;
     unsigned generation;
     int64_t started_ms;
+    /* made_volumes.c */
+    char *made_dir;                  /* <state_dir>/block-migrations, NULL: none */
+    struct json_object *made_pending;    /* record name -> VM uid, deletion in flight */
+    bool made_sweep_due, made_swept;
+    int64_t made_retry_ms;           /* sweep again at (0: no need) */
 };
 /* The running instance (NULL when stopped): what results of threads and
  * jobs check, together with the generation they were started under. */
@@ -236,4 +280,12 @@ void mig_run_abort(struct migrate *m, struct mig_run *r, bool user, const char *
 /* Every second: job-stats polls, timeouts, probes. */
 void mig_run_tick(struct migrate *m);
 void mig_runs_free(struct migrate *m);
+
+/* made_volumes.c, loop thread: settle the leftover records (when asked:
+ * made_sweep_due, or a retry is due); vms: the VirtualMachines. */
+void mig_made_sweep(struct migrate *m, const struct json_object *vms);
+/* Are volumes of this VM's being deleted (it must not migrate meanwhile)? */
+bool mig_made_busy(const struct migrate *m, const char *vm_uid);
+int mig_made_start(struct migrate *m);
+void mig_made_stop(struct migrate *m);
 #endif

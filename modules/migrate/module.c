@@ -364,6 +364,12 @@ static bool try_start(struct migrate *m, const struct json_object *op, const str
         wait_status(m, op, msg);
         return false;
     }
+    if (mig_made_busy(m, mig_string(mig_member(vm, "metadata"), "uid"))) {
+        snprintf(msg, sizeof msg, "waiting: the volumes an earlier block migration of vm \"%s\" "
+                 "left on its target are being deleted", vm_name);
+        wait_status(m, op, msg);
+        return false;
+    }
     if (!str_eq(phase, "Running") || !source) {
         snprintf(msg, sizeof msg, "vm \"%s\" is %s; only a Running VM can be migrated", vm_name,
                  phase ? phase : "new");
@@ -459,6 +465,8 @@ static void pass(struct migrate *m)
         if (r && mig_member(mig_member(vm, "metadata"), "deletionTimestamp") && !r->abort_requested)
             mig_run_abort(m, r, false, "the VM is being deleted");
     }
+    /* The volumes of block migrations that ended without us seeing it. */
+    mig_made_sweep(m, vms);
     /* Runs whose VM is gone altogether cannot be ended: forget them. */
     size_t n = json_object_array_length(ops);
     struct mig_waiting *waiting = calloc(n + 1, sizeof *waiting);
@@ -646,10 +654,12 @@ static int migrate_start(struct vf_module_ctx *ctx, const struct json_object *se
     m->w_vm = core->watch_add(ctx, MIG_VM_KIND, on_change, m);
     m->w_node = core->watch_add(ctx, MIG_NODE_KIND, on_change, m);
     m->tick = core->timer_add(ctx, 1000, tick, m);
-    if (!m->w_op || !m->w_vm || !m->w_node || m->tick < 0) {
+    int made = mig_made_start(m);
+    if (!m->w_op || !m->w_vm || !m->w_node || m->tick < 0 || made < 0) {
         /* The core removes what a module whose start fails still holds. */
         mig_current = NULL;
         core->set_data(ctx, NULL);
+        mig_made_stop(m);
         json_object_put(m->arrival);
         free(m);
         return -EIO;
@@ -679,6 +689,7 @@ static void migrate_stop(struct vf_module_ctx *ctx)
     /* Migrations in flight go on in libvirt; the next start settles them. */
     mig_current = NULL;
     mig_runs_free(m);
+    mig_made_stop(m);
     json_object_put(m->arrival);
     free(m);
     ctx->core->set_data(ctx, NULL);

@@ -230,6 +230,7 @@ static void finish(struct migrate *m, struct mig_run *r, const char *node, const
     json_object_put(audit);
     mig_op_release(m, r->op);
     run_unlink(m, r);
+    m->made_sweep_due = true;   /* a record it left is settled by where it ended */
     mig_kick(m);   /* slots are free */
 }
 
@@ -257,6 +258,10 @@ static void call_done(void *opaque)
             m->ctx->core->log(m->ctx, VF_LOG_INFO, "vm \"%s\": deleted \"%s\" on node \"%s\", "
                               "made there by the failed block migration", r->vm, call->made[i],
                               r->target);
+        if (call->made_error[0])
+            m->ctx->core->log(m->ctx, VF_LOG_WARN, "vm \"%s\": the volumes its block migration "
+                              "made on node \"%s\": %s; left to the next sweep", r->vm, r->target,
+                              call->made_error);
         if (call->rc == 0) {
             finish(m, r, r->target, NULL);
         } else {
@@ -560,6 +565,9 @@ int mig_run_begin(struct migrate *m, const struct json_object *op, const struct 
     call->generation = m->generation;
     call->done = call_done;
     call->ctx = m->ctx;
+    snprintf(call->vm, sizeof call->vm, "%s", vm_name);
+    snprintf(call->target, sizeof call->target, "%s", target);
+    snprintf(call->records, sizeof call->records, "%s", m->made_dir ? m->made_dir : "");
     if ((rc = mig_call_start(call)) < 0) {
         mig_call_free(call);
         snprintf(r->reason, sizeof r->reason, "cannot start the migration thread: %s",

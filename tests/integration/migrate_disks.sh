@@ -10,7 +10,11 @@
 # status.target.node follows the VM, and the stale copy on the source is
 # deleted.  Then a VM deleted while it migrates (slowed by a small cap):
 # the migration is aborted and nothing of it is left on the target, neither
-# the domain nor the volume the migration made there.
+# the domain nor the volume the migration made there.  Last, the daemon
+# killed (SIGKILL) during a block migration that then fails (the target's
+# QEMU killed): the record of the volumes it made on the target outlives the
+# daemon, and after the restart the VM is settled on its source and those
+# volumes are deleted on the target; the disk on the source is untouched.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/migrate_common.sh"
 mig_need_images
@@ -114,12 +118,64 @@ check "its domain is on neither node" [ -z "$(defined_on doomed)" ]
 no_copy() { ! has_vol "$B" "$VOL"; }
 wait_for 20 no_copy
 check "no copy of its disk is left on the target $B" no_copy
+check "... the daemon logs deleting $POOL_DIR/$VOL there" \
+    grep -q "deleted \"$POOL_DIR/$VOL\" on node \"$B\", made there by the failed" "$T/daemon.log"
 msg=$(vf get vmop "$OP" -o yaml | sed -n 's/^ *message: //p' | head -1)
 check "the operation ended Failed: $msg" op_is "$OP" Failed
 check "... saying the VM is being deleted" sh -c 'echo "$1" | grep -q "the VM is being deleted"' _ "$msg"
 check "the disk is still Ready on $A with its volume" \
     sh -c '[ "$1 $2" = "Ready $3" ]' _ "$(field vd data2 .status.phase)" "$(field vd data2 .status.target.node)" "$A"
 check "its volume $VOL is still on $A" has_vol "$A" "$VOL"
+
+# ---- the daemon killed during a block migration that then fails -------------------
+# Still 4 MiB/s: the guest's RAM takes half a minute, time for both kills.
+RECORDS="$T/state/modules/migrate/block-migrations"
+records() { ls "$RECORDS" 2>/dev/null; }
+disk data3
+wait_for 60 phase_is vd data3 Ready || fail_out "VirtualDisk data3 is Ready"
+A=$(field vd data3 .status.target.node)
+B=$(echo $NODES | tr ' ' '\n' | grep -vx "$A")
+VOL=$(field vd data3 .status.target.volume)
+vm crashy fill 128Mi "  blockDeviceRefs:
+    - { kind: VirtualDisk, name: data3 }" > "$T/crashy.yaml"
+vf create -f "$T/crashy.yaml" >/dev/null
+wait_for "$WAIT" runs_only_on crashy "$A" || fail_out "crashy runs on $A"
+wait_for 60 filled crashy 128 || fail_out "crashy fills its memory"
+virsh -q -c "$(node_uri "$A")" vol-download --pool local "$VOL" "$T/crashy-before.out" >/dev/null 2>&1
+OP=$(evict crashy)
+made_there() { copying "$OP" && has_vol "$B" "$VOL"; }
+wait_for 30 made_there
+check "crashy is block-migrating to $B; libvirt made $VOL there" made_there
+check "the volumes made on $B are on record before the daemon dies ($(records | wc -l) record)" \
+    sh -c 'grep -qx "path $2/$3" "$1"/*' _ "$RECORDS" "$POOL_DIR" "$VOL"
+kill -KILL "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null; DAEMON_PID=
+# The target's QEMU for it: the incoming half of the migration.
+qpid=$(cat "$CL/$B/run/qemu/crashy.pid" 2>/dev/null)
+check "daemon killed (SIGKILL); the target's QEMU (pid ${qpid:-none}) killed too" \
+    sh -c '[ -n "$1" ] && kill -KILL "$1"' _ "$qpid"
+# libvirt on the source sees the migration fail and keeps the guest running there.
+failed_back() { [ "$(running_on crashy)" = "$A" ] && [ "$(defined_on crashy)" = "$A" ]; }
+wait_for 60 failed_back
+check "the migration failed in libvirt: crashy runs on $A only" failed_back
+check "... and libvirt left $VOL on $B (what nobody would delete)" has_vol "$B" "$VOL"
+check "the daemon restarts" vf_start
+wait_for 60 ended "$OP"
+msg=$(vf get vmop "$OP" -o yaml | sed -n 's/^ *message: //p' | head -1)
+check "the operation ends Failed: $msg" op_is "$OP" Failed
+wait_for 30 runs_only_on crashy "$A"
+check "crashy is Running on $A (store and libvirt)" runs_only_on crashy "$A"
+no_copy() { ! has_vol "$B" "$VOL"; }
+wait_for 30 no_copy
+check "the volume the migration made on $B is deleted after the restart" no_copy
+check "... which the daemon logs" grep -q "deleted \"$POOL_DIR/$VOL\" on node \"$B\"" "$T/daemon.log"
+no_records() { [ -z "$(records)" ]; }
+wait_for 10 no_records
+check "and its record is gone" no_records
+check "the disk is still Ready on $A with its volume" \
+    sh -c '[ "$1 $2" = "Ready $3" ]' _ "$(field vd data3 .status.phase)" "$(field vd data3 .status.target.node)" "$A"
+virsh -q -c "$(node_uri "$A")" vol-download --pool local "$VOL" "$T/crashy-after.out" >/dev/null 2>&1
+check "its volume $VOL on $A is intact (vol-download + cmp, before and after)" \
+    sh -c 'cmp -s "$1" "$2" && cmp -s "$1" "$3"' _ "$T/www/disk.raw" "$T/crashy-before.out" "$T/crashy-after.out"
 check "the daemon stops cleanly" vf_stop
 diag "migrate_disks: $(( $(ms) - T_START )) ms in all"
 [ "$tap_failed" -eq 0 ] || logs

@@ -1,10 +1,18 @@
 /* The migrate module's pure rules: queue order (priority, then FIFO), the
- * per-node and per-cluster slots, the completion budget, and when a
- * migration that does not converge is pushed to post-copy or aborted. */
+ * per-node and per-cluster slots, the completion budget, when a migration
+ * that does not converge is pushed to post-copy or aborted, and the record
+ * of the volumes a block migration made on its target. */
 #include <config.h>
 #include <check.h>
 #include "testlib.h"
 #include "migrate.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const struct mig_settings defaults = {
     .out_per_node = 1, .in_per_node = 1, .per_cluster = 0, .bandwidth = 640LL << 20,
@@ -161,6 +169,118 @@ START_TEST(disk_paths)
 }
 END_TEST
 
+/* ---- the record of the volumes a block migration made --------------------- */
+
+static char rec_dir[64];
+
+static void rec_dir_make(void)
+{
+    snprintf(rec_dir, sizeof rec_dir, "/tmp/vf-check-migrate-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(rec_dir));
+}
+
+static void rec_dir_remove(void)
+{
+    char **names = NULL;
+    size_t n = 0;
+    mig_record_list(rec_dir, true, &names, &n);
+    for (size_t i = 0; i < n; i++)
+        mig_record_remove(rec_dir, names[i], NULL, 0);
+    mig_record_names_free(names, n);
+    rmdir(rec_dir);
+}
+
+static void put_file(const char *name, const char *text)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", rec_dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+START_TEST(record_round_trip)
+{
+    rec_dir_make();
+    struct mig_record *in = calloc(1, sizeof *in), *out = calloc(1, sizeof *out);
+    char err[512];
+    snprintf(in->vm, sizeof in->vm, "linux-vm");
+    snprintf(in->vm_uid, sizeof in->vm_uid, "6f1c0c1e-0000-4000-8000-000000000001");
+    snprintf(in->target, sizeof in->target, "node-2");
+    snprintf(in->paths[0], MIG_PATH_MAX, "/var/lib/libvirt/images/vd-data-1");
+    snprintf(in->paths[1], MIG_PATH_MAX, "/p/with space");
+    snprintf(in->paths[2], MIG_PATH_MAX, "/p/new\nline");   /* left out: never deleted */
+    in->n = 3;
+    ck_assert_int_eq(mig_record_write(rec_dir, "op-uid-1", in, err, sizeof err), 0);
+    ck_assert_int_eq(mig_record_read(rec_dir, "op-uid-1", out, err, sizeof err), 0);
+    ck_assert_str_eq(out->vm, "linux-vm");
+    ck_assert_str_eq(out->vm_uid, in->vm_uid);
+    ck_assert_str_eq(out->target, "node-2");
+    ck_assert_uint_eq(out->n, 2);
+    ck_assert_str_eq(out->paths[0], "/var/lib/libvirt/images/vd-data-1");
+    ck_assert_str_eq(out->paths[1], "/p/with space");
+    /* A second migration has a record of its own: listed sorted, no temporary left. */
+    in->n = 1;
+    ck_assert_int_eq(mig_record_write(rec_dir, "op-uid-0", in, err, sizeof err), 0);
+    char **names = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(mig_record_list(rec_dir, false, &names, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(names[0], "op-uid-0");
+    ck_assert_str_eq(names[1], "op-uid-1");
+    mig_record_names_free(names, n);
+    /* Removed; removing again (gone already) is fine; reading it then is -ENOENT. */
+    ck_assert_int_eq(mig_record_remove(rec_dir, "op-uid-1", err, sizeof err), 0);
+    ck_assert_int_eq(mig_record_remove(rec_dir, "op-uid-1", err, sizeof err), 0);
+    ck_assert_int_eq(mig_record_read(rec_dir, "op-uid-1", out, err, sizeof err), -ENOENT);
+    ck_assert_msg(strstr(err, "op-uid-1") != NULL, "%s", err);
+    /* Names that are not a plain file name are refused. */
+    ck_assert_int_eq(mig_record_write(rec_dir, "../escape", in, err, sizeof err), -EINVAL);
+    ck_assert_int_eq(mig_record_write(rec_dir, ".hidden", in, err, sizeof err), -EINVAL);
+    free(in);
+    free(out);
+    rec_dir_remove();
+}
+END_TEST
+
+START_TEST(record_torn_and_temporary)
+{
+    rec_dir_make();
+    struct mig_record *out = calloc(1, sizeof *out);
+    char err[512];
+    /* No newline at the end: not a whole record (ours always ends with one). */
+    put_file("torn", "vm a\nuid u-1\ntarget node-2\npath /p/x");
+    ck_assert_int_eq(mig_record_read(rec_dir, "torn", out, err, sizeof err), -EINVAL);
+    /* No target: nothing says where to delete. */
+    put_file("notarget", "vm a\nuid u-1\npath /p/x\n");
+    ck_assert_int_eq(mig_record_read(rec_dir, "notarget", out, err, sizeof err), -EINVAL);
+    ck_assert_msg(strstr(err, "malformed") && strstr(err, "notarget"), "%s", err);
+    /* Unknown keys (a later version's) are ignored. */
+    put_file("later", "vm a\nuid u-1\ntarget node-2\nsize 42\npath /p/x\n");
+    ck_assert_int_eq(mig_record_read(rec_dir, "later", out, err, sizeof err), 0);
+    ck_assert_uint_eq(out->n, 1);
+    ck_assert_str_eq(out->paths[0], "/p/x");
+    /* A write a kill interrupted: never listed, deleted when asked. */
+    put_file(".op-uid-9.tmp", "vm a\n");
+    char **names = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(mig_record_list(rec_dir, false, &names, &n), 0);
+    ck_assert_uint_eq(n, 3);
+    mig_record_names_free(names, n);
+    ck_assert_int_eq(mig_record_list(rec_dir, true, &names, &n), 0);
+    mig_record_names_free(names, n);
+    char tmp[256];
+    snprintf(tmp, sizeof tmp, "%s/.op-uid-9.tmp", rec_dir);
+    ck_assert_int_ne(access(tmp, F_OK), 0);
+    /* A missing directory has no records. */
+    ck_assert_int_eq(mig_record_list("/nonexistent/vf-records", false, &names, &n), 0);
+    ck_assert_uint_eq(n, 0);
+    free(out);
+    rec_dir_remove();
+}
+END_TEST
+
 #define ADD_CASE(suite, name, fn)                                                              \
     do {                                                                                       \
         TCase *tc_ = tcase_create(name);                                                       \
@@ -179,6 +299,8 @@ static Suite *migrate_suite(void)
     ADD_CASE(s, "progress is a new low of dataRemaining", progress_is_a_new_low);
     ADD_CASE(s, "completion budget: post-copy, auto-converge, abort", completion_budget);
     ADD_CASE(s, "the disks a block migration copies", disk_paths);
+    ADD_CASE(s, "the record of the volumes made: written, read, listed, removed", record_round_trip);
+    ADD_CASE(s, "the record: torn, malformed, temporary files", record_torn_and_temporary);
     return s;
 }
 
