@@ -155,7 +155,6 @@ static bool tabular(const struct vf_cli *cli)
  * a whole document. */
 static int print_object(struct printer *p, struct json_object *obj)
 {
-    char err[256];
     const char *name = object_name(obj);
 
     switch (p->cli->output) {
@@ -176,9 +175,9 @@ static int print_object(struct printer *p, struct json_object *obj)
         vf_render_yaml(stdout, obj);
         break;
     case VF_OUTPUT_JSONPATH:
-        if (vf_render_jsonpath(stdout, obj, p->cli->jsonpath, err, sizeof err) < 0) {
-            fprintf(stderr, "error: %s\n", err);
-            return VF_EXIT_USAGE;
+        if (vf_render_jsonpath(stdout, obj, p->cli->jsonpath) < 0) {
+            fprintf(stderr, "error: cannot print the jsonpath output (out of memory, or a write error)\n");
+            return VF_EXIT_ERROR;
         }
         break;
     }
@@ -187,7 +186,8 @@ static int print_object(struct printer *p, struct json_object *obj)
 }
 
 /* A set of objects at once: a table, names, or one document (a List when
- * there is more than one object or the user asked for a collection). */
+ * there is more than one object or the user asked for a collection).  As
+ * kubectl, a jsonpath template applies once to that document ({.items[*]...}). */
 static int print_set(struct printer *p, struct json_object *items, bool collection, const char *rv)
 {
     size_t n = json_object_array_length(items);

@@ -7,6 +7,8 @@
 #include "client.h"
 #include "kinds_cache.h"
 
+struct vf_jsonpath;
+
 /* Exit statuses scripts can rely on. */
 enum {
     VF_EXIT_OK = 0,
@@ -28,7 +30,7 @@ struct vf_cli {
     struct vf_client *client;
     struct vf_kinds_cache kinds;
     enum vf_output output;
-    const char *jsonpath;       /* the template of -o jsonpath=... */
+    struct vf_jsonpath *jsonpath;   /* -o jsonpath=..., parsed before any request */
     const char *selector;       /* -l */
     const char **files;         /* -f, in order */
     size_t n_files;

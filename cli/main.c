@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "commands.h"
+#include "jsonpath.h"
 
 #ifndef RUNSTATEDIR
 #define RUNSTATEDIR "/run"
@@ -37,9 +38,14 @@ struct command {
 
 static const struct command commands[] = {
     { "get", vf_cmd_get, OPT_OUTPUT | OPT_SELECTOR | OPT_WATCH,
-      "get KIND [NAME...] [-o json|yaml|wide|name|jsonpath=TEMPLATE] [-l SELECTOR] [-w|--watch-only]",
+      "get KIND [NAME...] [-o json|yaml|wide|name|jsonpath=TEMPLATE|jsonpath-file=FILE] [-l SELECTOR] [-w|--watch-only]",
       "List objects of a kind, or the named ones, as a table.\n"
-      "  -o, --output FORMAT   json, yaml, wide (adds LABELS), name, or jsonpath={.field.path}\n"
+      "  -o, --output FORMAT   json, yaml, wide (adds LABELS), name, jsonpath=TEMPLATE, or\n"
+      "                        jsonpath-file=FILE: kubectl's JSONPath, applied to the object,\n"
+      "                        or to a List of them (.items) when several are printed, e.g.\n"
+      "                        '{.items[*].metadata.name}'\n"
+      "                        '{.status.conditions[?(@.type==\"Ready\")].reason}'\n"
+      "                        '{range .items[*]}{.metadata.name}{\"\\t\"}{.status.phase}{\"\\n\"}{end}'\n"
       "  -l, --selector SEL    only objects whose labels match, e.g. -l app=web,tier!=db\n"
       "  -w, --watch           after the table, print a row for every change (Ctrl+C ends)\n"
       "      --watch-only      print only the changes\n" },
@@ -126,6 +132,54 @@ static const struct command *find_command(const char *name)
     return NULL;
 }
 
+/* The template is parsed here, so that a malformed one is refused before
+ * any request; file names the file it came from, if any. */
+static int set_jsonpath(struct vf_cli *cli, const char *tmpl, const char *file)
+{
+    char err[1024];
+    struct vf_jsonpath *jp = vf_jsonpath_parse(tmpl, err, sizeof err);
+
+    if (!jp) {
+        fprintf(stderr, "error: %s%s%s\n", file ? file : "", file ? ": " : "", err);
+        return -1;
+    }
+    vf_jsonpath_free(cli->jsonpath);
+    cli->jsonpath = jp;
+    cli->output = VF_OUTPUT_JSONPATH;
+    return 0;
+}
+
+/* -o jsonpath-file=FILE: the whole file is the template, a final newline
+ * included (it prints, as with kubectl). */
+static char *read_template(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf;
+    size_t n;
+
+    if (!f) {
+        fprintf(stderr, "error: cannot read the jsonpath template %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    buf = malloc(VF_JSONPATH_MAX_LEN + 2);
+    if (!buf) {
+        fclose(f);
+        fprintf(stderr, "error: out of memory\n");
+        return NULL;
+    }
+    n = fread(buf, 1, VF_JSONPATH_MAX_LEN + 1, f);
+    if (ferror(f) || n > VF_JSONPATH_MAX_LEN || memchr(buf, '\0', n)) {
+        fprintf(stderr, "error: cannot use %s as a jsonpath template: %s\n", path,
+                ferror(f) ? strerror(errno) : n > VF_JSONPATH_MAX_LEN ? "longer than 64 KiB" : "it has a NUL byte");
+        fclose(f);
+        free(buf);
+        return NULL;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
 static int parse_output(struct vf_cli *cli, const char *arg)
 {
     static const struct { const char *name; enum vf_output value; } formats[] = {
@@ -137,12 +191,16 @@ static int parse_output(struct vf_cli *cli, const char *arg)
             cli->output = formats[i].value;
             return 0;
         }
-    if (strncmp(arg, "jsonpath=", 9) == 0 && arg[9]) {
-        cli->output = VF_OUTPUT_JSONPATH;
-        cli->jsonpath = arg + 9;
-        return 0;
+    if (strncmp(arg, "jsonpath=", 9) == 0 && arg[9])
+        return set_jsonpath(cli, arg + 9, NULL);
+    if (strncmp(arg, "jsonpath-file=", 14) == 0 && arg[14]) {
+        char *tmpl = read_template(arg + 14);
+        int rc = tmpl ? set_jsonpath(cli, tmpl, arg + 14) : -1;
+        free(tmpl);
+        return rc;
     }
-    fprintf(stderr, "error: unknown output format \"%s\"; use json, yaml, wide, name or jsonpath=TEMPLATE\n", arg);
+    fprintf(stderr, "error: unknown output format \"%s\"; use json, yaml, wide, name, jsonpath=TEMPLATE "
+                    "or jsonpath-file=FILE\n", arg);
     return -1;
 }
 
@@ -256,6 +314,7 @@ int main(int argc, char **argv)
     if (optind >= argc) {
         usage(help ? stdout : stderr);
         free(cli.files);
+        vf_jsonpath_free(cli.jsonpath);
         return help ? VF_EXIT_OK : VF_EXIT_USAGE;
     }
     if (strcmp(argv[optind], "help") == 0) {
@@ -265,6 +324,7 @@ int main(int argc, char **argv)
         else
             usage(stdout);
         free(cli.files);
+        vf_jsonpath_free(cli.jsonpath);
         return VF_EXIT_OK;
     }
     cmd = find_command(argv[optind]);
@@ -275,6 +335,7 @@ int main(int argc, char **argv)
     if (help) {
         command_usage(stdout, cmd);
         free(cli.files);
+        vf_jsonpath_free(cli.jsonpath);
         return VF_EXIT_OK;
     }
     if (used & ~cmd->options) {
@@ -285,6 +346,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "error: %s does not take %s\n", cmd->name, names[i]);
         fprintf(stderr, "Usage: virtfleet %s\n", cmd->synopsis);
         free(cli.files);
+        vf_jsonpath_free(cli.jsonpath);
         return VF_EXIT_USAGE;
     }
 
@@ -292,6 +354,7 @@ int main(int argc, char **argv)
     if (!cli.client) {
         fprintf(stderr, "error: cannot initialise libcurl\n");
         free(cli.files);
+        vf_jsonpath_free(cli.jsonpath);
         return VF_EXIT_ERROR;
     }
     status = cmd->run(&cli, argc - optind - 1, argv + optind + 1);
@@ -299,10 +362,12 @@ int main(int argc, char **argv)
     vf_kinds_cache_clear(&cli.kinds);
     vf_client_free(cli.client);
     free(cli.files);
+    vf_jsonpath_free(cli.jsonpath);
     return status;
 
 usage_error:
     fprintf(stderr, "See virtfleet --help.\n");
     free(cli.files);
+    vf_jsonpath_free(cli.jsonpath);
     return VF_EXIT_USAGE;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
+#include "jsonpath.h"
 #include "manifest.h"
 #include "render.h"
 
@@ -500,55 +501,36 @@ out:
     return rc;
 }
 
-int vf_render_jsonpath(FILE *out, struct json_object *obj, const char *tmpl, char *err, size_t errlen)
+/* kubectl's printing of -o jsonpath: the values of one {EXPR} separated by a
+ * space, strings raw (no quotes, no escaping: scripts read them), JSON null as
+ * nothing (as an absent field), anything else as compact JSON. */
+static int jsonpath_text(void *ctx, const char *s, size_t len)
 {
-    const char *p = tmpl;
+    return fwrite(s, 1, len, ctx) == len ? 0 : -1;
+}
 
-    while (*p) {
-        const char *open = strchr(p, '{');
-        if (!open) {
-            fputs(p, out);
-            break;
-        }
-        fwrite(p, 1, (size_t)(open - p), out);
-        const char *close = strchr(open, '}');
-        if (open[1] == '"') {
-            /* A literal such as {"\n"}, for separators between fields. */
-            const char *q = open + 2;
-            for (; *q && *q != '"'; q++) {
-                if (*q == '\\' && (q[1] == 'n' || q[1] == 't' || q[1] == '"' || q[1] == '\\')) {
-                    q++;
-                    fputc(*q == 'n' ? '\n' : *q == 't' ? '\t' : *q, out);
-                } else {
-                    fputc(*q, out);
-                }
-            }
-            if (q[0] != '"' || q[1] != '}') {
-                snprintf(err, errlen, "jsonpath \"%s\": unterminated string", tmpl);
-                return -1;
-            }
-            p = q + 2;
-            continue;
-        }
-        if (!close || open[1] != '.') {
-            snprintf(err, errlen, "jsonpath \"%s\": expected {.field.path}", tmpl);
+static int jsonpath_values(void *ctx, struct json_object *const *v, size_t n)
+{
+    FILE *out = ctx;
+
+    for (size_t i = 0; i < n; i++) {
+        const char *s = "";
+        if (i && fputc(' ', out) == EOF)
             return -1;
-        }
-        char *path = strndup(open + 1, (size_t)(close - open - 1));
-        if (!path) {
-            snprintf(err, errlen, "out of memory");
+        if (json_object_is_type(v[i], json_type_string))
+            s = json_object_get_string(v[i]);
+        else if (v[i])
+            s = json_object_to_json_string_ext(v[i], JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (fputs(s, out) == EOF)
             return -1;
-        }
-        /* Like kubectl get, an absent field prints nothing. */
-        struct json_object *v = vf_render_lookup(obj, path);
-        free(path);
-        if (json_object_is_type(v, json_type_string))
-            fputs(json_object_get_string(v), out);
-        else if (v)
-            fputs(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE), out);
-        p = close + 1;
     }
     return 0;
+}
+
+int vf_render_jsonpath(FILE *out, struct json_object *obj, const struct vf_jsonpath *tmpl)
+{
+    static const struct vf_jsonpath_sink sink = { jsonpath_text, jsonpath_values };
+    return vf_jsonpath_execute(tmpl, obj, &sink, out);
 }
 
 /* ---- describe -------------------------------------------------------- */

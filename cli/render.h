@@ -65,10 +65,12 @@ int vf_render_json(FILE *out, struct json_object *obj);
  * (true, 1, null, 0x10, "") are quoted, so the output applies back unchanged. */
 int vf_render_yaml(FILE *out, struct json_object *obj);
 
-/* kubectl's -o jsonpath for plain paths: text with {.a.b[0]} fields; strings
- * print raw, other values as compact JSON.  Returns 0, or -1 with err filled
- * (syntax error, or a field that is absent). */
-int vf_render_jsonpath(FILE *out, struct json_object *obj, const char *tmpl, char *err, size_t errlen);
+/* kubectl's -o jsonpath: runs a template parsed by vf_jsonpath_parse
+ * (jsonpath.h) on obj.  The values of one {EXPR} print separated by a space;
+ * strings raw, JSON null and absent fields as nothing, other values as compact
+ * JSON.  Returns 0, or -1 when out of memory or out cannot be written. */
+struct vf_jsonpath;
+int vf_render_jsonpath(FILE *out, struct json_object *obj, const struct vf_jsonpath *tmpl);
 
 /* describe: Name, Kind, Labels, Created, ..., Spec, Status with Conditions. */
 int vf_render_describe(FILE *out, struct json_object *obj, time_t now);

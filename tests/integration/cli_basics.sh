@@ -30,6 +30,27 @@ out=$(vf get vm linux-vm -o json)
 check "defaults from the seeds are filled (runPolicy)" sh -c 'echo "$1" | grep -q "AlwaysOnUnlessStoppedManually"' _ "$out"
 check "stored apiVersion is virtfleet.io" sh -c 'echo "$1" | grep -q "virtfleet.io/v1alpha2"' _ "$out"
 
+# kubectl's JSONPath: a template applies to the List of a kind (.items), with
+# wildcards, filters and range; a malformed one is refused before any request.
+out=$(vf get auditevents -o 'jsonpath={.items[*].metadata.name}')
+diag "$out"
+check "jsonpath {.items[*].metadata.name} prints every name, space-separated" \
+    sh -c '[ -n "$1" ] && [ "$(echo "$1" | tr " " "\n")" = "$2" ]' _ "$out" \
+    "$(vf get auditevents -o name | sed 's|.*/||')"
+check "jsonpath filter: the node's Ready condition" wait_for 10 \
+    sh -c '[ "$("$1" --socket "$2" get node demo -o "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")" = True ]' \
+    _ "$VIRTFLEET" "$SOCK"
+vf get node -o 'jsonpath={range .items[*]}{.metadata.name}{"\t"}{.metadata.labels.zone}{"\n"}{end}' > "$T/range.out"
+diag "$(cat "$T/range.out")"
+check "jsonpath range with tab and newline literals" sh -c 'printf "demo\ta\n" | cmp -s - "$1"' _ "$T/range.out"
+printf '{range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].reason}{"\\n"}{end}' > "$T/tmpl"
+out=$(vf get node -o "jsonpath-file=$T/tmpl")
+check "jsonpath-file reads the template from a file" sh -c 'echo "$1" | grep -Eq "^demo=[A-Za-z]+$"' _ "$out"
+out=$("$VIRTFLEET" --socket "$T/nothing.sock" get vm -o 'jsonpath={.a[?(@.b=)]}' 2>&1); rc=$?
+diag "$out"
+check "a malformed jsonpath is a usage error (2) before any connection" sh -c '[ "$2" -eq 2 ] &&
+    echo "$1" | grep -qF "jsonpath \"{.a[?(@.b=)]}\": at offset 10: expected a value after \"=\""' _ "$out" "$rc"
+
 # The seeds' VirtualMachineOperation with generateName, through stdin.
 out=$(vf create -f - 2>&1 <<'YAML'
 apiVersion: virtualization.deckhouse.io/v1alpha2

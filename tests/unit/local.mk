@@ -19,8 +19,8 @@ CORE_UNITS = \
 	tests/unit/check_ipam \
 	tests/unit/check_xml_query \
 	tests/unit/check_vm_network
-check_PROGRAMS += $(CORE_UNITS) tests/unit/check_manifest tests/unit/check_image_formats
-TESTS += $(CORE_UNITS) tests/unit/check_manifest tests/unit/check_image_formats
+check_PROGRAMS += $(CORE_UNITS) tests/unit/check_manifest tests/unit/check_jsonpath tests/unit/check_image_formats
+TESTS += $(CORE_UNITS) tests/unit/check_manifest tests/unit/check_jsonpath tests/unit/check_image_formats
 
 tests_unit_check_quantity_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_quantity_LDADD = $(CORE_UNIT_LIBS)
@@ -36,6 +36,8 @@ tests_unit_check_modules_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_modules_LDADD = $(CORE_UNIT_LIBS)
 tests_unit_check_manifest_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_manifest_LDADD = cli/libvfcli.la $(CHECK_LIBS)
+tests_unit_check_jsonpath_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_jsonpath_LDADD = cli/libvfcli.la $(CHECK_LIBS)
 
 # Deliberately broken modules for the loader's tests (check_modules).
 BROKEN_MODULE_LINKFLAGS = -module -avoid-version -shared -rpath $(abs_builddir)
