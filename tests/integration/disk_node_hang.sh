@@ -39,14 +39,6 @@ WAIT=${DISK_NODE_HANG_WAIT:-60}
 SIZE_MIB=512
 
 node_phase_is() { [ "$(field node node-1 .status.phase)" = "$1" ]; }
-# The disk's Ready condition (jsonpath has no filters).
-ready_cond() {
-    for i in 0 1 2 3; do
-        [ "$(field vd d ".status.conditions[$i].type")" = Ready ] || continue
-        field vd d ".status.conditions[$i].$1"
-        return
-    done
-}
 
 cluster_up 1
 U1=$(node_uri node-1)
@@ -97,10 +89,10 @@ ok "node-1's libvirtd is stopped mid-copy ($((got / 1048576)) of ${SIZE_MIB} MiB
 
 # The copy's connection has a keepalive: it fails instead of waiting.
 copy_cut() {
-    [ "$(ready_cond reason)" = Retrying ] && [ "$(field vd d .status.attempts)" -ge 1 ] 2>/dev/null
+    [ "$(cond vd d Ready reason)" = Retrying ] && [ "$(field vd d .status.attempts)" -ge 1 ] 2>/dev/null
 }
 wait_for "$WAIT" copy_cut || logs
-msg=$(ready_cond message)
+msg=$(cond vd d Ready message)
 check "the copy fails with the keepalive timeout and will be retried: $msg" \
     sh -c 'echo "$1" | grep -q "keepalive timeout"' _ "$msg"
 wait_for "$WAIT" node_phase_is NotReady || logs

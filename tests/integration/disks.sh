@@ -38,13 +38,6 @@ mkdir -p "$W"
 # Generous for TCG on a loaded machine; every wait is a poll that ends sooner.
 WAIT=${DISKS_WAIT:-60}
 
-# cond KIND NAME TYPE FIELD: a field of the object's condition of that type.
-cond() {
-    vf get "$1" "$2" -o yaml 2>/dev/null | awk -v t="$3" -v f="$4" '
-        /^  - / { in_c = 0 }
-        /^  - type: / || /^    type: / { in_c = ($NF == t) }
-        in_c && $0 ~ "^    " f ": " { sub("^    " f ": ", ""); gsub(/^["'"'"']|["'"'"']$/, ""); print; exit }'
-}
 
 guests_build
 cluster_up 2
@@ -201,18 +194,10 @@ out=$(printf 'apiVersion: virtfleet.io/v1alpha2\nkind: VirtualDisk\nmetadata:\n 
 check "a blank disk without a size is refused: $out" sh -c 'echo "$1" | grep -q "required for a blank disk"' _ "$out"
 
 # ---- failures: final ones wait for a new spec, passing ones are retried ----------------
-# ready_cond NAME FIELD: a field of disk NAME's Ready condition (jsonpath has no filters).
-ready_cond() {
-    for i in 0 1 2 3; do
-        [ "$(field vd "$1" ".status.conditions[$i].type")" = Ready ] || continue
-        field vd "$1" ".status.conditions[$i].$2"
-        return
-    done
-}
-failed_with() { phase_is vd "$1" Failed && [ "$(ready_cond "$1" reason)" = "$2" ]; }
+failed_with() { phase_is vd "$1" Failed && [ "$(cond vd "$1" Ready reason)" = "$2" ]; }
 check "a 4Mi disk from the 8 MiB image is accepted" quiet vd small 4Mi img
 wait_for 20 failed_with small SizeTooSmall
-msg=$(ready_cond small message)
+msg=$(cond vd small Ready message)
 check "it is Failed (SizeTooSmall), not retried: $msg" \
     sh -c 'echo "$1" | grep -q "4Mi is smaller than the image (8Mi)" && [ -z "$2" ]' _ "$msg" \
     "$(field vd small .status.attempts)"
@@ -224,7 +209,7 @@ virsh -q -c "$(node_uri "$(field vd small .status.target.node)")" vol-download -
 check "... with the image's bytes (cmp)" cmp -s "$W/disk.raw" "$T/small.out"
 check "a disk of a storage class that does not exist is accepted" quiet vd nocls 16Mi "" nosuch
 wait_for 20 failed_with nocls StorageClassNotFound
-check "it is Failed: $(ready_cond nocls message)" failed_with nocls StorageClassNotFound
+check "it is Failed: $(cond vd nocls Ready message)" failed_with nocls StorageClassNotFound
 check "a Failed disk may change its storage class" quiet vd nocls 16Mi "" local
 wait_for "$WAIT" phase_is vd nocls Ready || logs
 check "... and is then made: Ready in class local" \
@@ -235,11 +220,11 @@ for u in "$U1" "$U2"; do virsh -q -c "$u" pool-destroy local >>"$T/pool.log" 2>&
 check "a disk from img is accepted while pool \"local\" is inactive on both nodes" quiet vd retry - img
 RETRY_UID=$(field vd retry .metadata.uid)
 retrying() {
-    [ "$(ready_cond retry reason)" = Retrying ] && phase_is vd retry Provisioning &&
+    [ "$(cond vd retry Ready reason)" = Retrying ] && phase_is vd retry Provisioning &&
         [ "$(field vd retry .status.attempts)" -ge "$1" ] 2>/dev/null
 }
 wait_for "$WAIT" retrying 2 || logs
-msg=$(ready_cond retry message)
+msg=$(cond vd retry Ready message)
 diag "retry: $msg"
 check "it stays Provisioning, reason Retrying, a second attempt after the first failed" retrying 2
 check "the message says what failed, the attempt and when the next one is" \
@@ -249,7 +234,7 @@ wait_for "$WAIT" phase_is vd retry Ready || logs
 check "once the pools are active again the same disk is Ready (not made anew)" \
     test "$(field vd retry .status.phase)/$(field vd retry .metadata.uid)" = "Ready/$RETRY_UID"
 check "... its attempts are cleared and its condition Ready" \
-    test "$(field vd retry .status.attempts)/$(ready_cond retry status)" = /True
+    test "$(field vd retry .status.attempts)/$(cond vd retry Ready status)" = /True
 R_NODE=$(field vd retry .status.target.node)
 virsh -q -c "$(node_uri "$R_NODE")" vol-download --pool local "$(field vd retry .status.target.volume)" \
     "$T/retry.out" >/dev/null 2>&1

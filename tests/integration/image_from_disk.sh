@@ -30,13 +30,6 @@ mkdir -p "$W"
 # Generous for TCG on a loaded machine; every wait is a poll that ends sooner.
 WAIT=${IMAGE_FROM_DISK_WAIT:-60}
 
-# cond KIND NAME TYPE FIELD: a field of the object's condition of that type.
-cond() {
-    vf get "$1" "$2" -o yaml 2>/dev/null | awk -v t="$3" -v f="$4" '
-        /^  - / { in_c = 0 }
-        /^  - type: / || /^    type: / { in_c = ($NF == t) }
-        in_c && $0 ~ "^    " f ": " { sub("^    " f ": ", ""); gsub(/^["'"'"']|["'"'"']$/, ""); print; exit }'
-}
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 allocated() { stat -c '%b %B' "$1" 2>/dev/null | awk '{ print $1 * $2 }'; }
 

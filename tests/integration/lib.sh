@@ -222,6 +222,8 @@ ms() { date +%s%N | awk '{ printf "%.0f", $1 / 1e6 }'; }
 # field KIND NAME JSONPATH: one field of an object ("" when there is none).
 field() { vf get "$1" "$2" -o "jsonpath={$3}" 2>/dev/null; }
 phase_is() { [ "$(field "$1" "$2" .status.phase)" = "$3" ]; }
+# cond KIND NAME TYPE FIELD: a field of the object's condition of that type.
+cond() { field "$1" "$2" ".status.conditions[?(@.type==\"$3\")].$4"; }
 # daemon_alive / get_nodes: the daemon's process lives / its API answers
 # (what a test of a hung node checks the daemon survives).
 daemon_alive() { kill -0 "$DAEMON_PID" 2>/dev/null; }
