@@ -4,7 +4,7 @@ cli_libvfcli_la_SOURCES = \
 	cli/client.c cli/client.h \
 	cli/manifest.c cli/manifest.h \
 	cli/render.c cli/render.h \
-	cli/jsonpath.c cli/jsonpath.h \
+	cli/jsonpath_parse.c cli/jsonpath_eval.c cli/jsonpath_tree.h cli/jsonpath.h \
 	cli/kinds_cache.c cli/kinds_cache.h
 cli_libvfcli_la_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(YAML_CFLAGS)
 cli_libvfcli_la_LIBADD = $(CURL_LIBS) $(YAML_LIBS) $(JSONC_LIBS)
