@@ -11,6 +11,7 @@
 #include "ctl_util.h"
 #include "vd.h"
 #include "vd_volume.h"
+#include "vm_refs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +25,7 @@
 #include <libvirt/libvirt.h>
 
 #define RETRY_S 30
+#define RETRY_CHECK_MS 5000   /* how often failed steps whose wait is over are looked at */
 
 struct cd_rec {
     char *name;
@@ -43,6 +45,7 @@ struct vf_cdrom {
     struct vf_vd_class cls;
     struct cd_rec *recs;
     struct vf_watch *node_watch;
+    int retry_timer;               /* 0: none */
 };
 
 struct cd_job {
@@ -285,17 +288,12 @@ static struct vf_vd_volume_job *job_new(enum vf_vd_op op, const struct json_obje
 /* Whether a VM names the image: copies are made for VMs, not ahead of them. */
 static bool wanted(struct vf_cdrom *cd, const char *name)
 {
-    struct json_object *vms = NULL;
-    bool yes = false;
-    if (cd->core->object_list(cd->ctx, "VirtualMachine", &vms) < 0)
-        return false;
-    for (size_t i = 0; !yes && i < json_object_array_length(vms); i++) {
-        struct json_object *vm = json_object_array_get_idx(vms, i);
-        yes = !member(member(vm, "metadata"), "deletionTimestamp") &&
-              vf_images_vm_refers(vm, VF_CVI_KIND, name);
-    }
-    json_object_put(vms);
-    return yes;
+    size_t n;
+    const struct vf_vm_info *const *vms = vf_vm_refs_users(cd->im->vm_refs, VF_CVI_KIND, name, &n);
+    for (size_t i = 0; i < n; i++)
+        if (!vms[i]->deleting)
+            return true;
+    return false;
 }
 
 /* Start a copy onto the first Ready node (by name) that lacks one. */
@@ -451,12 +449,21 @@ static void on_node(void *opaque, enum vf_watch_event type, const struct json_ob
     struct vf_cdrom *cd = opaque;
     (void)type;
     (void)obj;
-    char names[64][256];
-    size_t n = 0;
-    for (struct cd_rec *r = cd->recs; r && n < 64; r = r->next)
-        snprintf(names[n++], sizeof names[0], "%s", r->name);
-    for (size_t i = 0; i < n; i++)
-        vf_cvi_kick(cd->im, names[i]);
+    for (struct cd_rec *r = cd->recs; r; r = r->next)
+        vf_cvi_kick(cd->im, r->name);   /* a flag: nothing runs from here */
+}
+
+/* A failed copy or removal waits RETRY_S, then its image is reconciled again:
+ * by this timer, not by whichever event happens to come next. */
+static void retry_due(void *opaque)
+{
+    struct vf_cdrom *cd = opaque;
+    int64_t now = mono_s();
+    for (struct cd_rec *r = cd->recs; r; r = r->next)
+        if (!r->job && r->not_before && r->not_before <= now) {
+            r->not_before = 0;
+            vf_cvi_kick(cd->im, r->name);
+        }
 }
 
 int vf_cdrom_start(struct vf_images *im, const struct json_object *settings,
@@ -473,7 +480,8 @@ int vf_cdrom_start(struct vf_images *im, const struct json_object *settings,
     settings_apply(cd, settings);
     *out = cd;
     /* After *out is set: the replay of the nodes kicks images through cvi.c. */
-    if (!(cd->node_watch = cd->core->watch_add(cd->ctx, "Node", on_node, cd))) {
+    if (!(cd->node_watch = cd->core->watch_add(cd->ctx, "Node", on_node, cd)) ||
+        (cd->retry_timer = cd->core->timer_add(cd->ctx, RETRY_CHECK_MS, retry_due, cd)) < 0) {
         vf_cdrom_stop(cd);
         *out = NULL;
         return -ENOMEM;
@@ -494,6 +502,8 @@ void vf_cdrom_stop(struct vf_cdrom *cd)
     cd->stopped = true;
     if (cd->node_watch)
         cd->core->watch_remove(cd->ctx, cd->node_watch);
+    if (cd->retry_timer > 0)
+        cd->core->timer_remove(cd->ctx, cd->retry_timer);
     for (struct cd_rec *r = cd->recs; r; r = r->next)
         if (r->job)
             atomic_store(&r->job->cancel, true);

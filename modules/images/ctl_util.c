@@ -150,15 +150,3 @@ void vf_images_progress_text(uint64_t done, uint64_t total, char *buf, size_t le
         pct = 100.0;
     snprintf(buf, len, "%.1f%%", (double)(int64_t)(pct * 10) / 10);
 }
-
-bool vf_images_vm_refers(const struct json_object *vm, const char *kind, const char *name)
-{
-    size_t n;
-    struct json_object *refs = array_at(member(vm, "spec"), "blockDeviceRefs", &n);
-    for (size_t k = 0; k < n; k++) {
-        struct json_object *ref = json_object_array_get_idx(refs, k);
-        if (str_eq(string(ref, "kind"), kind) && str_eq(string(ref, "name"), name))
-            return true;
-    }
-    return false;
-}

@@ -1,7 +1,7 @@
 /* What the images module's two controllers, cvi.c (ClusterVirtualImage) and
  * vd.c (VirtualDisk), do alike to the objects they own: status fields and
- * conditions, writing the status back, their finalizers, the progress column
- * and which VMs name an object.  One copy, so that both show the same status
+ * conditions, writing the status back, their finalizers and the progress
+ * column (which VMs name an object: vm_refs.h).  One copy, so that both show the same status
  * shapes and log the same way.  Loop thread only.
  *
  * Also the module's one copy of the small readers every part of it uses on
@@ -95,6 +95,4 @@ int vf_images_finalizer_update(const struct vf_core *core, struct vf_module_ctx 
  * tenth, so that 100.0% appears only with the last byte. */
 void vf_images_progress_text(uint64_t done, uint64_t total, char *buf, size_t len);
 
-/* true when VirtualMachine vm's spec.blockDeviceRefs names kind/name. */
-bool vf_images_vm_refers(const struct json_object *vm, const char *kind, const char *name);
 #endif

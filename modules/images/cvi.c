@@ -6,9 +6,11 @@
  *
  * Owns: ClusterVirtualImage objects (status, finalizer virtfleet.io/image-cleanup)
  * and their files in the image store.  Watches: ClusterVirtualImage (every
- * change is reconciled, level-triggered) and VirtualMachine (a deleted image is
- * held in Terminating while a VM's spec.blockDeviceRefs names it; an image that
- * waits for its disk is looked at again when a VM lets go of the disk).
+ * change is reconciled, level-triggered).  VMs are read from the module's
+ * index (vm_refs.h), whose watch (module.c) kicks what a changed VM named
+ * before or after the change: a deleted image is held in Terminating while a
+ * VM's spec.blockDeviceRefs names it, and an image that waits for its disk is
+ * looked at again when a VM that names the disk changes.
  *
  * An import is one worker job: fetch (HTTP, registry), take the upload or read
  * a disk's volume from its node, then validate and convert into the store,
@@ -20,6 +22,7 @@
 #include "cvi_internal.h"
 #include "cdrom.h"
 #include "ctl_util.h"
+#include "vm_refs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -385,21 +388,11 @@ out:
  * into buf; false when there are none. */
 static bool used_by_vms(struct vf_images *im, const char *name, char *buf, size_t len)
 {
-    struct json_object *vms = NULL;
-    size_t o = 0;
+    size_t o = 0, n;
+    const struct vf_vm_info *const *vms = vf_vm_refs_users(im->vm_refs, VF_CVI_KIND, name, &n);
     buf[0] = '\0';
-    if (im->core->object_list(im->ctx, "VirtualMachine", &vms) < 0)
-        return false;
-    for (size_t i = 0; i < json_object_array_length(vms); i++) {
-        struct json_object *vm = json_object_array_get_idx(vms, i);
-        if (!vf_images_vm_refers(vm, VF_CVI_KIND, name))
-            continue;
-        const char *vmname = string(member(vm, "metadata"), "name");
-        if (o < len)
-            o += (size_t)snprintf(buf + o, len - o, "%s\"%s\"", o ? ", " : "",
-                                  vmname ? vmname : "?");
-    }
-    json_object_put(vms);
+    for (size_t i = 0; i < n && o < len; i++)   /* by VM name */
+        o += (size_t)snprintf(buf + o, len - o, "%s\"%s\"", o ? ", " : "", vms[i]->name);
     return o > 0;
 }
 
@@ -545,7 +538,6 @@ static void reconcile(struct vf_images *im, const struct json_object *obj)
         r->progress[0] = '\0';
     }
     bool deleting = member(meta, "deletionTimestamp") != NULL;
-    r->deleting = deleting;
     if (!vf_images_has_finalizer(obj, VF_CVI_FINALIZER)) {
         /* Not ours yet: take it on.  Being deleted without ours: already
          * cleaned up, another finalizer (a disk copying from it) holds it. */
@@ -656,23 +648,22 @@ static void on_cvi(void *opaque, enum vf_watch_event type, const struct json_obj
     }
 }
 
-static void on_vm(void *opaque, enum vf_watch_event type, const struct json_object *obj)
-{
-    struct vf_images *im = opaque;
-    (void)type;
-    /* A VM that lets go of an image may end its Terminating; one that names
-     * a CD-ROM image may need copies of it on the nodes; one that lets go of
-     * a disk may let an image be made from it. */
-    for (struct cvi_rec *r = im->recs; r; r = r->next)
-        if (r->deleting || r->wait_disk || vf_images_vm_refers(obj, VF_CVI_KIND, r->name))
-            r->kick = true;
-}
-
+/* Called by the module's VM watch for what a changed VM named before or
+ * after: a VM that lets go of an image may end its Terminating; one that
+ * names a CD-ROM image may need copies of it on the nodes. */
 void vf_cvi_kick(struct vf_images *im, const char *name)
 {
     struct cvi_rec *r = rec_find(im, name);
     if (r)
         r->kick = true;
+}
+
+/* A VM that lets go of a disk may let an image be made from it. */
+void vf_cvi_kick_waiting_for(struct vf_images *im, const char *disk)
+{
+    for (struct cvi_rec *r = im->recs; r; r = r->next)
+        if (r->wait_disk && str_eq(r->waited_disk, disk))
+            r->kick = true;
 }
 
 static void progress_write(struct vf_images *im, struct cvi_rec *r, const char *progress)
@@ -831,9 +822,8 @@ int vf_cvi_start(struct vf_images *im)
     if (rc < 0)
         return rc;
     im->cvi_watch = core->watch_add(im->ctx, VF_CVI_KIND, on_cvi, im);
-    im->vm_watch = core->watch_add(im->ctx, "VirtualMachine", on_vm, im);
     im->timer = core->timer_add(im->ctx, TICK_MS, tick, im);
-    if (!im->cvi_watch || !im->vm_watch || im->timer < 0)
+    if (!im->cvi_watch || im->timer < 0)
         return -EIO;
     /* Every image was reconciled by watch_add: what the store holds beyond them
      * is left from images deleted while the daemon was down. */

@@ -29,6 +29,7 @@ struct vf_images_settings {
 };
 
 struct cvi_rec;
+struct vf_vm_refs;
 
 /* The module's state.  Reference counted: workers' jobs and the upload
  * listener's hand-overs may still arrive after stop(), and find it marked
@@ -43,6 +44,9 @@ struct vf_images {
     struct vf_upload_server *upload;
     struct cvi_rec *recs;
     struct vf_cdrom *cdrom;      /* CD-ROM copies on the nodes (cdrom.h) */
+    /* VirtualMachines by the disks and images they name (vm_refs.h), fed by
+     * vm_watch (module.c), the module's one VM watch; freed with the state. */
+    struct vf_vm_refs *vm_refs;
     struct vf_watch *cvi_watch, *vm_watch, *vd_watch;
     int timer;
 };
@@ -50,7 +54,8 @@ struct vf_images {
 void vf_images_ref(struct vf_images *im);
 void vf_images_unref(struct vf_images *im);
 
-/* Register the kind (once per start), watch images and VMs, resume imports. */
+/* Register the kind (once per start), watch images, resume imports.  VMs are
+ * read from im->vm_refs, whose watch kicks the images a changed VM names. */
 int vf_cvi_start(struct vf_images *im);
 /* Once the VirtualDisk kind is registered (vd.c starts after): watch disks,
  * which images are made from, and let go of holds left on them. */
@@ -60,6 +65,9 @@ int vf_cvi_watch_disks(struct vf_images *im);
 void vf_cvi_stop(struct vf_images *im);
 /* Reconcile image `name` again on the next tick (1 s). */
 void vf_cvi_kick(struct vf_images *im, const char *name);
+/* Reconcile again the images that wait for VirtualDisk `disk` (a VM that
+ * names it changed: it may have let go of it). */
+void vf_cvi_kick_waiting_for(struct vf_images *im, const char *disk);
 /* The upload listener's hand-over (any thread). */
 void vf_cvi_upload_done(void *opaque, struct vf_upload_outcome *outcome);
 /* New settings applied live (quota, timeouts, URLs): imports already
@@ -71,13 +79,13 @@ void vf_cvi_settings_changed(struct vf_images *im);
 int vf_cvi_validate(struct vf_module_ctx *ctx, const struct json_object *old,
                     struct json_object *obj, struct vf_error *err);
 /* Whether an image may be copied now from VirtualDisk `disk`: vd is the disk
- * (NULL: not found), vms the VirtualMachines (an array).  0: it is Ready and
+ * (NULL: not found), vms the index of VirtualMachines (NULL: none).  0: it is Ready and
  * no VM with a node (whose domain may run) names it; held: a copy that starts
  * over, which may also read a disk being deleted that it holds.  Else -ENOENT,
  * -EAGAIN or -EBUSY with the Ready condition's reason (DiskNotFound,
  * DiskNotReady, DiskInUse) and message. */
 int vf_cvi_disk_check(const char *disk, const struct json_object *vd,
-                      const struct json_object *vms, bool held, char *reason, size_t reason_len,
+                      const struct vf_vm_refs *vms, bool held, char *reason, size_t reason_len,
                       char *msg, size_t msg_len);
 /* "285.3Mi": bytes with a binary unit and one decimal. */
 void vf_cvi_human_size(uint64_t bytes, char *buf, size_t len);

@@ -8,8 +8,9 @@
  * image is being copied from it (the disk stays, with its volume, until the
  * copy let go: taken before the import starts, let go once no import reads the
  * disk and no image is Provisioning from it), and status.source.virtualDisk
- * of such an image.  Watches: VirtualDisk (an image waits for its disk; VM
- * events kick waiting images through cvi.c).
+ * of such an image.  Watches: VirtualDisk (an image waits for its disk; the
+ * module's VM watch kicks the images waiting for a disk a changed VM names,
+ * vf_cvi_kick_waiting_for).
  *
  * Kept apart so that what a disk source adds (waiting for the disk, never
  * copying a disk a VM runs from, the hold on the disk across daemon restarts)
@@ -17,6 +18,7 @@
 #include "cvi_internal.h"
 #include "ctl_util.h"
 #include "vd.h"
+#include "vm_refs.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -54,7 +56,7 @@ struct vf_vd_volume_job *vf_cvi_disk_download_job(struct vf_images *im, const ch
 }
 
 int vf_cvi_disk_check(const char *disk, const struct json_object *vd,
-                      const struct json_object *vms, bool held, char *reason, size_t reason_len,
+                      const struct vf_vm_refs *vms, bool held, char *reason, size_t reason_len,
                       char *msg, size_t msg_len)
 {
     const struct json_object *st = member(vd, "status"), *t = member(st, "target");
@@ -75,18 +77,17 @@ int vf_cvi_disk_check(const char *disk, const struct json_object *vd,
                  disk, deleting ? "being deleted" : phase ? phase : "Pending");
         return -EAGAIN;
     }
-    size_t n = vms && json_object_is_type(vms, json_type_array) ? json_object_array_length(vms)
-                                                                : 0;
-    for (size_t i = 0; i < n; i++) {
-        const struct json_object *vm = json_object_array_get_idx(vms, i);
-        const char *node = string(member(vm, "status"), "node");
-        if (!node || !*node || !vf_images_vm_refers(vm, VF_VD_KIND, disk))
+    size_t n;
+    const struct vf_vm_info *const *users = vf_vm_refs_users(vms, VF_VD_KIND, disk, &n);
+    for (size_t i = 0; i < n; i++) {   /* by VM name: the first one is named */
+        const char *node = users[i]->node;
+        if (!node || !*node)
             continue;
         /* Its domain may run and write the disk: a copy would be torn. */
         snprintf(reason, reason_len, "DiskInUse");
         snprintf(msg, msg_len, "VirtualDisk \"%s\" is in use by VirtualMachine \"%s\" on node "
                  "\"%s\": stop the VM first (an image is made only from a disk no VM runs from)",
-                 disk, string(member(vm, "metadata"), "name"), node);
+                 disk, users[i]->name, node);
         return -EBUSY;
     }
     return 0;
@@ -127,8 +128,9 @@ void vf_cvi_disk_hold_sync(struct vf_images *im, const char *disk)
 void vf_cvi_disk_begin(struct vf_images *im, struct cvi_rec *r, const struct json_object *obj,
                        struct json_object *status, const char *disk, bool resume)
 {
-    struct json_object *vd = NULL, *vms = NULL;
+    struct json_object *vd = NULL;
     char reason[64], msg[MSG_MAX];
+    snprintf(r->waited_disk, sizeof r->waited_disk, "%s", disk);
     if (!im->vd_watch) {
         /* The disks' kind comes with vd.c, which starts after: its watch's
          * first events bring this image back. */
@@ -139,10 +141,8 @@ void vf_cvi_disk_begin(struct vf_images *im, struct cvi_rec *r, const struct jso
     }
     if (im->core->object_get(im->ctx, VF_VD_KIND, disk, &vd) < 0)
         vd = NULL;
-    if (im->core->object_list(im->ctx, "VirtualMachine", &vms) < 0)
-        vms = NULL;
-    int rc = vf_cvi_disk_check(disk, vd, vms, resume, reason, sizeof reason, msg, sizeof msg);
-    json_object_put(vms);
+    int rc = vf_cvi_disk_check(disk, vd, im->vm_refs, resume, reason, sizeof reason, msg,
+                               sizeof msg);
     const char *node = string(member(member(vd, "status"), "target"), "node");
     bool keep = false;
     if (rc == 0 && !im->core->node_connection(im->ctx, node)) {

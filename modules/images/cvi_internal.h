@@ -61,8 +61,8 @@ struct cvi_rec {
     int64_t upload_deadline;           /* CLOCK_REALTIME seconds */
     char progress[16];                 /* last written */
     bool kick;                         /* reconcile again on the next tick */
-    bool deleting;
     bool wait_disk;                    /* waits for its VirtualDisk: disk and VM events kick it */
+    char waited_disk[256];             /* that disk's name, while wait_disk */
     struct cvi_rec *next;
 };
 

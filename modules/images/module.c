@@ -5,6 +5,10 @@
  * (image_store.c, the seeds' "dvcr"), the upload listener (upload.c) and the
  * VirtualDisk kind with its libvirt volumes (vd.c, vd_volume.c).
  * Watches: ClusterVirtualImage, VirtualDisk, VirtualMachine and Node objects.
+ * VirtualMachines have one watch here for the whole module: it keeps the
+ * index of VMs by the disks and images they name (vm_refs.h), which the
+ * controllers read instead of listing every VM, and kicks only the disks and
+ * images a changed VM named before or after the change.
  * Settings: shaped like the seeds' virtualization ModuleConfig (dvcr.storage,
  * virtualImages, virtualDisks) plus upload.* and import.*; the store path and
  * the listen address restart the module when they change, the rest applies
@@ -17,6 +21,7 @@
 #include "cdrom.h"
 #include "cvi.h"
 #include "vd.h"
+#include "vm_refs.h"
 
 static const char *const storage_types[] = {"Directory", "PersistentVolumeClaim", NULL};
 
@@ -214,6 +219,7 @@ void vf_images_unref(struct vf_images *im)
 {
     if (atomic_fetch_sub(&im->refs, 1) == 1) {
         json_object_put(im->set.insecure_registries);
+        vf_vm_refs_free(im->vm_refs);
         free(im);
     }
 }
@@ -221,11 +227,49 @@ void vf_images_unref(struct vf_images *im)
 /* The disk controller of the running instance (one at a time). */
 static struct vf_vd *disks;
 
+/* ---- the VM watch ------------------------------------------------------------------ */
+
+/* An object a changed VM named before or after the change.  Images and disks
+ * not seen yet (the controllers' own replays come after this watch's) are
+ * reconciled by their own first event. */
+static void vm_touched(void *opaque, const char *kind, const char *name)
+{
+    struct vf_images *im = opaque;
+    if (!strcmp(kind, VF_VD_KIND)) {
+        vf_vd_kick(disks, name);
+        vf_cvi_kick_waiting_for(im, name);
+    } else if (!strcmp(kind, VF_CVI_KIND)) {
+        vf_cvi_kick(im, name);
+    }
+}
+
+static void on_vm(void *opaque, enum vf_watch_event type, const struct json_object *obj)
+{
+    struct vf_images *im = opaque;
+    if (vf_vm_refs_apply(im->vm_refs, type, obj, vm_touched, im) < 0)
+        im->core->log(im->ctx, VF_LOG_ERROR, "out of memory: the VM index missed a change of "
+                      "VirtualMachine \"%s\" (until its next one)",
+                      at_string(obj, "metadata.name"));
+}
+
+/* Before the controllers start: their first reconciles read the index, which
+ * the watch's replay of every VM fills. */
+static int vm_watch_start(struct vf_images *im)
+{
+    if (!(im->vm_refs = vf_vm_refs_new()))
+        return -ENOMEM;
+    im->vm_watch = im->core->watch_add(im->ctx, "VirtualMachine", on_vm, im);
+    return im->vm_watch ? 0 : -EIO;
+}
+
 static void images_stop(struct vf_module_ctx *ctx)
 {
     struct vf_images *im = ctx->core->get_data(ctx);
     if (!im)
         return;
+    if (im->vm_watch)
+        ctx->core->watch_remove(ctx, im->vm_watch);
+    im->vm_watch = NULL;
     vf_vd_stop(disks);
     disks = NULL;
     im->stopped = true;
@@ -269,8 +313,10 @@ static int images_start(struct vf_module_ctx *ctx, const struct json_object *set
         return rc;
     }
     core->set_data(ctx, im);
-    /* Before the images' controller, which calls into it from its first reconcile. */
-    if ((rc = vf_cdrom_start(im, settings, &im->cdrom)) < 0 || (rc = vf_cvi_start(im)) < 0 ||
+    /* The VM index first, then cdrom before the images' controller, which calls
+     * into it from its first reconcile. */
+    if ((rc = vm_watch_start(im)) < 0 ||
+        (rc = vf_cdrom_start(im, settings, &im->cdrom)) < 0 || (rc = vf_cvi_start(im)) < 0 ||
         (rc = vf_vd_start(im, settings, &disks)) < 0 || (rc = vf_cvi_watch_disks(im)) < 0) {
         images_stop(ctx);
         return rc;

@@ -12,7 +12,8 @@ modules_images_images_la_SOURCES = \
 	modules/images/upload.c modules/images/upload.h \
 	modules/images/vd.c modules/images/vd_kind.c modules/images/vd.h \
 	modules/images/vd_volume.c modules/images/vd_volume.h modules/images/vd_retry.c \
-	modules/images/ctl_util.c modules/images/ctl_util.h
+	modules/images/ctl_util.c modules/images/ctl_util.h \
+	modules/images/vm_refs.c modules/images/vm_refs.h
 modules_images_images_la_CFLAGS = $(MODULE_CFLAGS) $(MHD_CFLAGS) $(CRYPTO_CFLAGS) $(LIBVIRT_CFLAGS)
 modules_images_images_la_LDFLAGS = $(MODULE_LINKFLAGS)
 modules_images_images_la_LIBADD = modules/images/libvfimage.la modules/images/libvffetch.la \

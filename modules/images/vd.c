@@ -5,9 +5,11 @@
  * libvirt volumes on the nodes, and the finalizer virtfleet.io/disk-source on a
  * ClusterVirtualImage while a disk is being copied from it (the image stays
  * Terminating until the copy let go of it).  Watches: VirtualDisk (reconciled,
- * level-triggered), ClusterVirtualImage (a disk waits for its source), Node (a
- * disk waits for a node) and VirtualMachine (attachedToVirtualMachines, and a
- * deleted disk is held while a VM names it).
+ * level-triggered), ClusterVirtualImage (a disk waits for its source) and Node
+ * (a disk waits for a node).  VMs (attachedToVirtualMachines, and a deleted
+ * disk is held while a VM names it) are read from the module's index
+ * (vm_refs.h); its watch in module.c kicks only the disks a changed VM named
+ * before or after the change (vf_vd_kick).
  *
  * The durable record is the status: the node, pool and volume are written
  * (phase Provisioning) before the volume is made, so a restarted daemon finds
@@ -39,6 +41,7 @@
 #include "vd_volume.h"
 #include "cvi.h"
 #include "ctl_util.h"
+#include "vm_refs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -79,7 +82,7 @@ struct vf_vd {
     bool stopped;
     struct vf_vd_settings set;
     struct vd_rec *recs;
-    struct vf_watch *vd_watch, *cvi_watch, *vm_watch, *node_watch;
+    struct vf_watch *vd_watch, *cvi_watch, *node_watch;
     int timer;
 };
 
@@ -216,32 +219,24 @@ static void attached_update(struct vf_vd *vd, const char *disk, struct json_obje
                             char *users, size_t users_len, char *run_vm, char *run_node,
                             size_t run_len)
 {
-    struct json_object *vms = NULL, *list = json_object_new_array();
-    size_t o = 0;
+    struct json_object *list = json_object_new_array();
+    size_t o = 0, n;
     users[0] = run_vm[0] = run_node[0] = '\0';
-    if (vd->core->object_list(vd->ctx, "VirtualMachine", &vms) == 0) {
-        for (size_t i = 0; i < json_object_array_length(vms); i++) {
-            struct json_object *vm = json_object_array_get_idx(vms, i);
-            if (!vf_images_vm_refers(vm, VF_VD_KIND, disk))
-                continue;
-            const char *vmname = string(member(vm, "metadata"), "name");
-            const char *phase = string(member(vm, "status"), "phase");
-            const char *node = string(member(vm, "status"), "node");
-            bool mounted = node && (str_eq(phase, "Running") || str_eq(phase, "Migrating") ||
-                                    str_eq(phase, "Stopping") || str_eq(phase, "Starting"));
-            struct json_object *e = json_object_new_object();
-            vf_images_set_str(e, "name", vmname);
-            json_object_object_add(e, "mounted", json_object_new_boolean(mounted));
-            json_object_array_add(list, e);
-            if (o < users_len)
-                o += (size_t)snprintf(users + o, users_len - o, "%s\"%s\"", o ? ", " : "",
-                                      vmname ? vmname : "?");
-            if (mounted && str_eq(phase, "Running") && !run_vm[0] && vmname) {
-                snprintf(run_vm, run_len, "%s", vmname);
-                snprintf(run_node, run_len, "%s", node);
-            }
+    const struct vf_vm_info *const *vms = vf_vm_refs_users(vd->im->vm_refs, VF_VD_KIND, disk, &n);
+    for (size_t i = 0; i < n; i++) {   /* by VM name */
+        const char *vmname = vms[i]->name, *phase = vms[i]->phase, *node = vms[i]->node;
+        bool mounted = node && (str_eq(phase, "Running") || str_eq(phase, "Migrating") ||
+                                str_eq(phase, "Stopping") || str_eq(phase, "Starting"));
+        struct json_object *e = json_object_new_object();
+        vf_images_set_str(e, "name", vmname);
+        json_object_object_add(e, "mounted", json_object_new_boolean(mounted));
+        json_object_array_add(list, e);
+        if (o < users_len)
+            o += (size_t)snprintf(users + o, users_len - o, "%s\"%s\"", o ? ", " : "", vmname);
+        if (mounted && str_eq(phase, "Running") && !run_vm[0]) {
+            snprintf(run_vm, run_len, "%s", vmname);
+            snprintf(run_node, run_len, "%s", node);
         }
-        json_object_put(vms);
     }
     if (json_object_array_length(list))
         json_object_object_add(status, "attachedToVirtualMachines", list);
@@ -1094,7 +1089,17 @@ static void on_vd(void *opaque, enum vf_watch_event type, const struct json_obje
     reconcile(vd, obj);
 }
 
-/* Images, VMs and nodes change what disks wait for: look again on the tick. */
+void vf_vd_kick(struct vf_vd *vd, const char *name)
+{
+    struct vd_rec *r = vd && name ? rec_find(vd, name) : NULL;
+    if (r)
+        r->kick = true;
+}
+
+/* Images and nodes change what disks wait for: look again on the tick.  Any
+ * disk may wait for any of them (its source image, the node of its volume, a
+ * node to choose), so all are looked at; VM changes are targeted instead
+ * (vf_vd_kick). */
 static void on_other(void *opaque, enum vf_watch_event type, const struct json_object *obj)
 {
     (void)type;
@@ -1184,10 +1189,9 @@ int vf_vd_start(struct vf_images *im, const struct json_object *settings, struct
     *out = vd;
     vd->vd_watch = core->watch_add(vd->ctx, VF_VD_KIND, on_vd, vd);
     vd->cvi_watch = core->watch_add(vd->ctx, VF_CVI_KIND, on_other, vd);
-    vd->vm_watch = core->watch_add(vd->ctx, "VirtualMachine", on_other, vd);
     vd->node_watch = core->watch_add(vd->ctx, "Node", on_other, vd);
     vd->timer = core->timer_add(vd->ctx, TICK_MS, tick, vd);
-    if (!vd->vd_watch || !vd->cvi_watch || !vd->vm_watch || !vd->node_watch || vd->timer < 0)
+    if (!vd->vd_watch || !vd->cvi_watch || !vd->node_watch || vd->timer < 0)
         return -EIO;
     holds_resync(vd);
     return 0;
@@ -1219,8 +1223,6 @@ void vf_vd_stop(struct vf_vd *vd)
         vd->core->watch_remove(vd->ctx, vd->vd_watch);
     if (vd->cvi_watch)
         vd->core->watch_remove(vd->ctx, vd->cvi_watch);
-    if (vd->vm_watch)
-        vd->core->watch_remove(vd->ctx, vd->vm_watch);
     if (vd->node_watch)
         vd->core->watch_remove(vd->ctx, vd->node_watch);
     while (vd->recs)

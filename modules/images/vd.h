@@ -47,8 +47,13 @@ int vf_vd_settings_read(const struct json_object *settings, struct vf_vd_setting
 int vf_vd_class_resolve(const struct vf_vd_settings *s, const char *requested,
                         const struct vf_vd_class **out, char *msg, size_t msg_len);
 
-/* Register the kind, watch disks, images, VMs and nodes; *out: the controller. */
+/* Register the kind, watch disks, images and nodes; *out: the controller.
+ * VMs are read from the module's index (im->vm_refs, vm_refs.h), whose watch
+ * kicks the disks a changed VM names (vf_vd_kick). */
 int vf_vd_start(struct vf_images *im, const struct json_object *settings, struct vf_vd **out);
+/* Reconcile disk `name` again on the next tick (1 s); vd may be NULL, and a
+ * disk not seen yet is reconciled when its own event comes. */
+void vf_vd_kick(struct vf_vd *vd, const char *name);
 /* New settings: storage classes apply to disks not made yet. */
 int vf_vd_reconfigure(struct vf_vd *vd, const struct json_object *settings);
 /* Jobs still running are canceled (a copy is started over after the next start). */

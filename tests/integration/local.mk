@@ -9,7 +9,8 @@ INTEGRATION_TESTS = \
 	tests/integration/images_e2e.sh \
 	tests/integration/disks.sh \
 	tests/integration/disk_node_hang.sh \
-	tests/integration/image_from_disk.sh
+	tests/integration/image_from_disk.sh \
+	tests/integration/images_vm_index.sh
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/out_of_tree_module.sh \
 	tests/integration/outoftree/hello.c tests/lib/cluster.sh tests/lib/guest

@@ -15,6 +15,7 @@
 #include "modules/images/cvi.h"
 #include "modules/images/image_store.h"
 #include "modules/images/upload.h"
+#include "modules/images/vm_refs.h"
 
 extern const struct vf_module virtfleet_module;
 
@@ -112,6 +113,19 @@ START_TEST(test_validate_object_ref)
 }
 END_TEST
 
+/* An index of the VMs of a JSON array, as the module's VM watch fills it. */
+static struct vf_vm_refs *vm_index(const char *vms_text)
+{
+    struct json_object *vms = vf_test_json(vms_text);
+    struct vf_vm_refs *idx = vf_vm_refs_new();
+    ck_assert_ptr_nonnull(idx);
+    for (size_t i = 0; i < json_object_array_length(vms); i++)
+        ck_assert_int_eq(vf_vm_refs_apply(idx, VF_WATCH_ADDED, json_object_array_get_idx(vms, i),
+                                          NULL, NULL), 0);
+    json_object_put(vms);
+    return idx;
+}
+
 /* When an image may be copied from a VirtualDisk, and what it says while it waits. */
 START_TEST(test_disk_check)
 {
@@ -131,13 +145,13 @@ START_TEST(test_disk_check)
                                                  "{\"phase\":\"Ready\"}}");
 #undef VD_TARGET
     /* A stopped VM (no node), a running one naming another disk, one naming d on n2. */
-    struct json_object *idle = vf_test_json(
+    struct vf_vm_refs *idle = vm_index(
         "[{\"metadata\":{\"name\":\"off\"},\"spec\":{\"blockDeviceRefs\":[{\"kind\":"
         "\"VirtualDisk\",\"name\":\"d\"}]},\"status\":{\"phase\":\"Stopped\"}},"
         " {\"metadata\":{\"name\":\"other\"},\"spec\":{\"blockDeviceRefs\":[{\"kind\":"
         "\"VirtualDisk\",\"name\":\"e\"},{\"kind\":\"ClusterVirtualImage\",\"name\":\"d\"}]},"
         "\"status\":{\"phase\":\"Running\",\"node\":\"n1\"}}]");
-    struct json_object *busy = vf_test_json(
+    struct vf_vm_refs *busy = vm_index(
         "[{\"metadata\":{\"name\":\"vm1\"},\"spec\":{\"blockDeviceRefs\":[{\"kind\":"
         "\"VirtualDisk\",\"name\":\"d\"}]},\"status\":{\"phase\":\"Starting\",\"node\":\"n2\"}}]");
     char reason[64], msg[768];
@@ -179,8 +193,8 @@ START_TEST(test_disk_check)
     json_object_put(going);
     json_object_put(going_held);
     json_object_put(no_target);
-    json_object_put(idle);
-    json_object_put(busy);
+    vf_vm_refs_free(idle);
+    vf_vm_refs_free(busy);
 }
 END_TEST
 
