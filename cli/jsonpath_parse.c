@@ -204,6 +204,22 @@ static int bad_escape(struct parser *p, size_t offset, bool in_key)
                 p->s[offset + 1], in_key ? " or \\." : "");
 }
 
+/* The character at pos, a backslash escape read as what it stands for,
+ * appended to b; pos moves past it. */
+static int take_char(struct parser *p, struct buf *b, bool in_key)
+{
+    char c = peek(p);
+    if (c == '\\') {
+        int e = unescape(peek_at(p, 1), in_key);
+        if (e < 0)
+            return bad_escape(p, p->pos, in_key);
+        c = (char)e;
+        p->pos++;
+    }
+    p->pos++;
+    return buf_add(p, b, c);
+}
+
 /* A "..." or '...' string at pos, without its quotes (malloc'd into *out). */
 static int parse_string(struct parser *p, char **out, size_t *outlen)
 {
@@ -225,17 +241,7 @@ static int parse_string(struct parser *p, char **out, size_t *outlen)
             p->pos++;
             break;
         }
-        if (c == '\\') {
-            int e = unescape(peek_at(p, 1), false);
-            if (e < 0) {
-                free(b.s);
-                return bad_escape(p, p->pos, false);
-            }
-            c = (char)e;
-            p->pos++;
-        }
-        p->pos++;
-        if (buf_add(p, &b, c) < 0) {
+        if (take_char(p, &b, false) < 0) {
             free(b.s);
             return -1;
         }
@@ -282,18 +288,7 @@ static int parse_dotted_name(struct parser *p, struct path *path)
     struct buf b = { 0 };
 
     while (!ends_name(peek(p))) {
-        char c = peek(p);
-        if (c == '\\') {
-            int e = unescape(peek_at(p, 1), true);
-            if (e < 0) {
-                free(b.s);
-                return bad_escape(p, p->pos, true);
-            }
-            c = (char)e;
-            p->pos++;
-        }
-        p->pos++;
-        if (buf_add(p, &b, c) < 0) {
+        if (take_char(p, &b, true) < 0) {
             free(b.s);
             return -1;
         }
@@ -330,17 +325,7 @@ static int parse_quoted_key(struct parser *p, struct path *path)
                 return 0;
             continue;
         }
-        if (c == '\\') {
-            int e = unescape(peek_at(p, 1), true);
-            if (e < 0) {
-                free(b.s);
-                return bad_escape(p, p->pos, true);
-            }
-            c = (char)e;
-            p->pos++;
-        }
-        p->pos++;
-        if (buf_add(p, &b, c) < 0) {
+        if (take_char(p, &b, true) < 0) {
             free(b.s);
             return -1;
         }
