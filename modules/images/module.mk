@@ -10,7 +10,8 @@ modules_images_images_la_SOURCES = \
 	modules/images/cdrom.c modules/images/cdrom.h \
 	modules/images/image_store.c modules/images/image_store.h \
 	modules/images/upload.c modules/images/upload.h \
-	modules/images/vd.c modules/images/vd_kind.c modules/images/vd.h \
+	modules/images/vd.c modules/images/vd_steps.c modules/images/vd_job.c \
+	modules/images/vd_internal.h modules/images/vd_kind.c modules/images/vd.h \
 	modules/images/vd_volume.c modules/images/vd_volume.h modules/images/vd_retry.c \
 	modules/images/ctl_util.c modules/images/ctl_util.h \
 	modules/images/vm_refs.c modules/images/vm_refs.h

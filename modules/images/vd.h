@@ -1,4 +1,5 @@
-/* VirtualDisk: the kind and settings (vd_kind.c), the controller (vd.c); the
+/* VirtualDisk: the kind and settings (vd_kind.c), the controller (vd.c, with
+ * its steps in vd_steps.c and its jobs in vd_job.c: vd_internal.h); the
  * libvirt storage work is in vd_volume.c.
  *
  * Storage classes name libvirt storage pools that exist (with the same name)

@@ -1,5 +1,5 @@
 #include <config.h>
-/* When a VirtualDisk's failed volume work is tried again (vd.c acts on it;
+/* When a VirtualDisk's failed volume work is tried again (vd_job.c acts on it;
  * pure functions, so that the unit tests check them without a controller).
  *
  * A failure is final when the same request can only fail the same way: we

@@ -93,17 +93,18 @@ TESTS += tests/unit/check_images_module
 tests_unit_check_images_module_SOURCES = tests/unit/check_images_module.c \
 	modules/images/module.c modules/images/cvi.c modules/images/cvi_disk.c modules/images/cvi_kind.c \
 	modules/images/cvi_import.c modules/images/cdrom.c modules/images/image_store.c \
-	modules/images/upload.c modules/images/vd.c modules/images/vd_kind.c modules/images/vd_volume.c \
-	modules/images/vd_retry.c modules/images/ctl_util.c modules/images/vm_refs.c
+	modules/images/upload.c modules/images/vd.c modules/images/vd_steps.c modules/images/vd_job.c \
+	modules/images/vd_kind.c modules/images/vd_volume.c modules/images/vd_retry.c \
+	modules/images/ctl_util.c modules/images/vm_refs.c
 tests_unit_check_images_module_CFLAGS = $(UNIT_CFLAGS) $(CRYPTO_CFLAGS) $(LIBVIRT_CFLAGS)
 tests_unit_check_images_module_LDADD = modules/images/libvfimage.la modules/images/libvffetch.la \
 	$(MHD_LIBS) $(CURL_LIBS) $(CRYPTO_LIBS) $(LIBVIRT_LIBS) $(CHECK_LIBS) $(JSONC_LIBS) -lpthread
 # VirtualDisk: validation, settings, volume jobs on libvirt's test driver.
 check_PROGRAMS += tests/unit/check_vd
 TESTS += tests/unit/check_vd
-tests_unit_check_vd_SOURCES = tests/unit/check_vd.c modules/images/vd.c modules/images/vd_kind.c \
-	modules/images/vd_volume.c modules/images/vd_retry.c modules/images/ctl_util.c \
-	modules/images/vm_refs.c
+tests_unit_check_vd_SOURCES = tests/unit/check_vd.c modules/images/vd.c modules/images/vd_steps.c \
+	modules/images/vd_job.c modules/images/vd_kind.c modules/images/vd_volume.c \
+	modules/images/vd_retry.c modules/images/ctl_util.c modules/images/vm_refs.c
 tests_unit_check_vd_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_vd_LDADD = $(LIBVIRT_LIBS) $(CHECK_LIBS) $(JSONC_LIBS)
 # The images module's index of VMs by the disks and images they name.
