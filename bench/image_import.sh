@@ -27,21 +27,16 @@
 # Usage: bench/image_import.sh [BUILD_DIR]      ROUNDS=N  SIZE_MIB=N  BIG_MIB=N
 #        PARTS="http rss registry" (any of them; default all)
 set -eu
-top=$(cd "$(dirname "$0")/.." && pwd)
-if [ $# -ge 1 ]; then build=$(cd "$1" && pwd)
-elif [ -x "$top/build/virtfleetd" ]; then build=$top/build
-else build=$top; fi
+. "$(dirname "$0")/lib.sh"
+bench_build "$@"
 ROUNDS=${ROUNDS:-3}
 SIZE_MIB=${SIZE_MIB:-1024}
 BIG_MIB=${BIG_MIB:-4096}
 PARTS=${PARTS:-http rss registry}
 part() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 VF="$build/virtfleet"
-VFD="$build/virtfleetd"
 FIXTURE="$build/tests/lib/http_fixture"
-MODULE="$build/modules/images/.libs/images.so"
-[ -x "$VF" ] && [ -x "$VFD" ] || { echo "image_import: no $VFD or $VF: build first, or name the build dir" >&2; exit 1; }
-[ -f "$MODULE" ] || { echo "image_import: no $MODULE (configure --enable-images)" >&2; exit 1; }
+[ -x "$VF" ] && [ -x "$build/virtfleetd" ] || { echo "image_import: no $build/virtfleetd or $VF: build first, or name the build dir" >&2; exit 1; }
 [ -x "$FIXTURE" ] || make -s -C "$build" tests/lib/http_fixture >/dev/null
 tools="curl xz du"
 ! part registry || tools="$tools skopeo docker-registry tar gzip"
@@ -50,18 +45,10 @@ for tool in $tools; do
 done
 
 # Disk-backed (the image store and the reference outputs are real files).
-T=$(mktemp -d /var/tmp/vf-bench-import-XXXXXX)
-DPID= FPID=
-cleanup() {
-    [ -z "$DPID" ] || { kill "$DPID" 2>/dev/null; wait "$DPID" 2>/dev/null || true; }
-    [ -z "$FPID" ] || { kill "$FPID" 2>/dev/null; wait "$FPID" 2>/dev/null || true; }
-    sh "$top/tests/lib/registry.sh" down "$T/registry" 2>/dev/null || true
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_scratch /var/tmp/vf-bench-import
+bench_module images
 
+# Of seconds to the millisecond (lib.sh's median is of milliseconds, to a tenth).
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
@@ -70,7 +57,7 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }'; }
 vf() { "$VF" --socket "$T/api.sock" "$@"; }
 
 # ---- samples ----------------------------------------------------------------------------
-mkdir -p "$T/www" "$T/modules"
+mkdir -p "$T/www"
 echo "making a ${SIZE_MIB} MiB sample (every other MiB random) and its xz ..." >&2
 raw="$T/www/mixed.raw"
 truncate -s "${SIZE_MIB}M" "$raw"
@@ -95,12 +82,8 @@ fi
 
 # ---- the server and the daemon ----------------------------------------------------------------
 "$FIXTURE" --root "$T/www" --port-file "$T/port" 2>"$T/fixture.log" &
-FPID=$!
-n=0
-until [ -s "$T/port" ]; do
-    n=$((n + 1)); [ "$n" -lt 200 ] || { echo "image_import: http_fixture did not start" >&2; exit 1; }
-    sleep 0.05
-done
+bench_started $!
+bench_wait 10 "http_fixture did not start" test -s "$T/port"
 H="http://127.0.0.1:$(cat "$T/port")"
 
 REG=
@@ -112,35 +95,18 @@ if part registry; then
     rm -rf "$T/oci"
 fi
 
-ln -s "$MODULE" "$T/modules/images.so"
-cat >"$T/d.conf" <<CONF
-state_dir = "$T/state";
-pidfile = "$T/d.pid";
-log_level = "warn";
-module_dir = "$T/modules";
-api = { socket = "$T/api.sock"; };
-nodes = ( { name = "demo"; uri = "test:///default"; } );
-modules = { images = { enabled = true; version = 1; settings = {
+images=$(cat <<MODULE
+images = { enabled = true; version = 1; settings = {
     dvcr = { storage = { path = "$T/dvcr"; size = "$((BIG_MIB + SIZE_MIB + 1024))Mi"; }; };
     virtualImages = { allowedStorageClassNames = [ "local" ]; defaultStorageClassName = "local"; };
     upload = { listen = "127.0.0.1:0"; };
     import = { insecureRegistries = [ "${REG:-none.invalid}" ]; };
-  }; }; };
-virtualization = { virtualMachineCIDRs = [ "10.77.9.0/28" ]; };
-CONF
-daemon_start() {
-    "$VFD" -f -c "$T/d.conf" >>"$T/daemon.log" 2>&1 &
-    DPID=$!
-    n=0
-    until vf modules 2>/dev/null | grep -q 'images.*Running'; do
-        n=$((n + 1))
-        [ "$n" -lt 400 ] && kill -0 "$DPID" 2>/dev/null ||
-            { echo "image_import: the daemon did not start:" >&2; tail -n 20 "$T/daemon.log" >&2; exit 1; }
-        sleep 0.05
-    done
-}
-daemon_stop() { kill "$DPID"; wait "$DPID" || true; DPID=; }
-status_kib() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$DPID/status"; }
+  }; };
+MODULE
+)
+bench_config '{ name = "demo"; uri = "test:///default"; }' "$images" \
+    'virtualization = { virtualMachineCIDRs = [ "10.77.9.0/28" ]; };'
+status_kib() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$daemon_pid/status"; }
 
 # import NAME URL: creates the image and waits for Ready; prints the wall seconds.
 # import_reg NAME IMAGE: the same from a container image.
@@ -178,7 +144,7 @@ reference() {
     secs "$t0" "$(ns)"
 }
 
-daemon_start
+bench_daemon_start images
 idle=$(status_kib VmRSS)
 
 # ---- (a) xz over HTTP, alternating rounds ------------------------------------------------------
@@ -201,16 +167,16 @@ while [ "$r" -lt "$ROUNDS" ]; do
 done
 xz_hwm=$(status_kib VmHWM)
 fi
-daemon_stop
+bench_daemon_stop
 
 # ---- (b) peak RSS of a fresh daemon over a big raw import ---------------------------------------
 if part rss; then
-daemon_start
+bench_daemon_start images
 big_s=$(import big "$H/files/big.raw")
 big_hwm=$(status_kib VmHWM)
 big_stored=$(stored_of big)
 forget big
-daemon_stop
+bench_daemon_stop
 fi
 
 # ---- (d) the xz file in a container image, from the registry, alternating rounds ---------------
@@ -226,7 +192,7 @@ tar -xzf "$T/refdir/\$(ls -S "$T/refdir" | head -n1)" -C "$T/refx"
 xz -dc "$T/refx/disk/mixed.raw.xz" >"$T/out.raw"
 sync "$T/out.raw"
 REF
-daemon_start
+bench_daemon_start images
 reg_s=$(import_reg reg-first "$REG/bench/mixed:v1")
 reg_hwm=$(status_kib VmHWM)
 cmp -s "$(vf get cvi reg-first -o 'jsonpath={.status.target.path}')" "$raw" ||
@@ -241,7 +207,7 @@ while [ "$r" -lt "$ROUNDS" ]; do
     rm -rf "$T/out.raw" "$T/refdir" "$T/refx"
     r=$((r + 1))
 done
-daemon_stop
+bench_daemon_stop
 fi
 
 xz_mib=$(awk -v s="$(stat -c %s "$T/www/mixed.raw.xz")" 'BEGIN { printf "%.0f", s / 1048576 }')

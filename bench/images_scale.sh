@@ -20,34 +20,21 @@ DISKS=${DISKS:-500}
 UPDATES=${UPDATES:-20}
 HZ=$(getconf CLK_TCK)
 
-mkdir -p "$T/modules"
-ln -s "$build/modules/images/.libs/images.so" "$T/modules/images.so"
-cat > "$T/d.conf" <<CONF
-state_dir = "$T/state";
-pidfile = "$T/d.pid";
-log_level = "warn";
-module_dir = "$T/modules";
-api = { socket = "$T/api.sock"; };
-nodes = ( { name = "demo"; uri = "test:///default"; } );
-modules = { images = { enabled = true; version = 1; settings = {
+bench_module images
+images=$(cat <<MODULE
+images = { enabled = true; version = 1; settings = {
     dvcr = { storage = { path = "$T/dvcr"; size = "1G"; }; };
-    upload = { listen = "127.0.0.1:0"; }; }; }; };
-CONF
+    upload = { listen = "127.0.0.1:0"; }; }; };
+MODULE
+)
+bench_config '{ name = "demo"; uri = "test:///default"; }' "$images"
 vf() { "$build/virtfleet" --socket "$T/api.sock" --timeout 120 "$@"; }
-
-"$build/virtfleetd" -f -c "$T/d.conf" >>"$T/log" 2>&1 &
-pid=$!
-bench_started "$pid"
-until curl -sf --unix-socket "$T/api.sock" http://localhost/healthz >/dev/null 2>&1; do
-    kill -0 "$pid" || { tail "$T/log"; exit 1; }
-    sleep 0.05
-done
-until vf modules 2>/dev/null | grep -q 'images.*Running'; do sleep 0.1; done
+bench_daemon_start images
 
 # now_ms: the wall clock in whole milliseconds.
 now_ms() { date +%s%3N; }
 # cpu: the daemon's CPU time so far, in clock ticks.
-cpu() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
+cpu() { awk '{ print $14 + $15 }' "/proc/$daemon_pid/stat"; }
 # settle: waits until a 1 s window costs at most IDLE ticks; prints the
 # wall-clock ms at the start of that window.
 settle() {

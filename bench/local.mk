@@ -9,4 +9,4 @@ bench_placement_CFLAGS = $(AM_CFLAGS)
 bench_placement_LDADD = core/libvfcore.la
 CLEANFILES += bench/apibench bench/placement
 EXTRA_DIST += bench/README.md bench/lib.sh bench/daemon.sh bench/start_latency.sh bench/image_convert.sh bench/image_import.sh \
-	bench/images_scale.sh
+	bench/images_scale.sh bench/migrate.sh

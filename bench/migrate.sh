@@ -39,28 +39,21 @@ U1=$(sh "$CLUSTER" uri "$T/cl" 1); U2=$(sh "$CLUSTER" uri "$T/cl" 2); U3=$(sh "$
 uri() { case $1 in node-1) echo "$U1" ;; node-2) echo "$U2" ;; node-3) echo "$U3" ;; esac; }
 KERNEL="$T/guest/fill.elf"
 
-mkdir -p "$T/modules"
-ln -s "$build/modules/migrate/.libs/migrate.so" "$T/modules/migrate.so"
+bench_module migrate
 SOCK="$T/api.sock"
-cat > "$T/virtfleetd.conf" <<CONF
-state_dir = "$T/state";
-pidfile = "$T/virtfleetd.pid";
-log_level = "warn";
-module_dir = "$T/modules";
-api = { socket = "$SOCK"; mode = "0660"; };
-nodes = ( { name = "node-1"; uri = "$U1"; cpuAllocationRatio = $RATIO; },
-          { name = "node-2"; uri = "$U2"; cpuAllocationRatio = $RATIO; },
-          { name = "node-3"; uri = "$U3"; cpuAllocationRatio = $RATIO; } );
-modules = { migrate = { enabled = true; version = 1; }; };
-CONF
-"$build/virtfleetd" -f -c "$T/virtfleetd.conf" > "$T/daemon.log" 2>&1 &
-bench_started $!
+nodes=
+for n in 1 2 3; do
+    nodes="$nodes${nodes:+, }{ name = \"node-$n\"; uri = \"$(uri "node-$n")\"; cpuAllocationRatio = $RATIO; }"
+done
+bench_config "$nodes" 'migrate = { enabled = true; version = 1; };'
+bench_daemon_start migrate
 vf() { "$build/virtfleet" --socket "$SOCK" "$@"; }
 api_field() {   # api_field PLURAL NAME FIELD...: a status field through the socket
     curl -s --unix-socket "$SOCK" "http://localhost/apis/virtfleet.io/v1alpha2/$1/$2" |
         sed -n "s/.*\"$3\": *\"\{0,1\}\([^\",}]*\).*/\1/p" | head -1
 }
-for _ in $(seq 1 100); do vf get nodes 2>/dev/null | grep -c " Ready " | grep -qx 3 && break; sleep 0.1; done
+three_ready() { [ "$(vf get nodes | grep -c " Ready ")" = 3 ]; }
+bench_wait 10 "the three nodes are not Ready in virtfleet" three_ready
 
 vm_yaml() {
     printf 'apiVersion: virtfleet.io/v1alpha2\nkind: VirtualMachine\nmetadata:\n  name: %s\n' "$1"

@@ -43,26 +43,12 @@ virsh_round() {
 }
 
 # ---- the daemon, on the same node; a watch on VirtualMachines ----
-mkdir -p "$T/modules"
-cat > "$T/d.conf" <<CONF
-state_dir = "$T/state";
-pidfile = "$T/d.pid";
-log_level = "warn";
-module_dir = "$T/modules";
-api = { socket = "$T/api.sock"; };
-nodes = ( { name = "node-1"; uri = "$URI"; } );
-virtualization = { virtualMachineCIDRs = [ "10.77.9.0/24" ]; };
-modules = { };
-CONF
-"$build/virtfleetd" -f -c "$T/d.conf" > "$T/d.log" 2>&1 &
-bench_started $!
+bench_config "{ name = \"node-1\"; uri = \"$URI\"; }" "" \
+    'virtualization = { virtualMachineCIDRs = [ "10.77.9.0/24" ]; };'
+bench_daemon_start
 vf() { "$build/virtfleet" --socket "$T/api.sock" "$@"; }
-n=0
-until [ "$(vf get node node-1 -o 'jsonpath={.status.phase}' 2>/dev/null)" = Ready ]; do
-    n=$((n + 1))
-    [ $n -lt 300 ] || die "node-1 never Ready in virtfleet; $(tail -n 5 "$T/d.log")"
-    sleep 0.05
-done
+node_ready() { [ "$(vf get node node-1 -o 'jsonpath={.status.phase}')" = Ready ]; }
+bench_wait 15 "node-1 never Ready in virtfleet" node_ready
 mkfifo "$T/watch"
 vf get vm --watch-only -o 'jsonpath={.metadata.name} {.status.phase} {.status.node}{"\n"}' \
     > "$T/watch" 2>"$T/watch.err" &
@@ -86,7 +72,7 @@ YAML
     vf create -f "$T/vm.yaml" >/dev/null || die "create bench-$1 refused"
     while :; do
         if ! IFS=' ' read -r name phase node <&3; then
-            die "the watch ended: $(cat "$T/watch.err"); $(tail -n 5 "$T/d.log")"
+            die "the watch ended: $(cat "$T/watch.err"); $(tail -n 5 "$T/daemon.log")"
         fi
         [ "$name $phase $node" != "bench-$1 Running node-1" ] || break
     done
