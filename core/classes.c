@@ -24,6 +24,7 @@
 #include "cluster.h"
 #include "label_selector.h"
 #include "log.h"
+#include "node_gate.h"
 #include "objects.h"
 #include "quantity.h"
 #include "store.h"
@@ -560,7 +561,9 @@ static void discover_work(struct job *j)
         goto out;
     }
     for (size_t i = 0; i < j->n; i++) {
+        vf_node_gate_enter(j->conns[i]);
         char *caps = virConnectGetCapabilities(j->conns[i]);
+        vf_node_gate_leave(j->conns[i]);
         if (!caps) {
             char what[128];
             snprintf(what, sizeof what, "node \"%s\": reading its capabilities failed",
@@ -590,8 +593,11 @@ static void discover_work(struct job *j)
         }
         cpus[i] = owned[i];
     }
-    if (vf_classes_baseline(j->conns[0], cpus, (unsigned)j->n, &j->baseline, why,
-                            sizeof why) < 0) {
+    vf_node_gate_enter(j->conns[0]);
+    int brc = vf_classes_baseline(j->conns[0], cpus, (unsigned)j->n, &j->baseline, why,
+                                  sizeof why);
+    vf_node_gate_leave(j->conns[0]);
+    if (brc < 0) {
         char full[MESSAGE_MAX + 64];
         snprintf(full, sizeof full, "nodes %.200s: %s", j->key, why);
         j->error = strdup(full);

@@ -11,6 +11,7 @@
 #include "kinds.h"
 #include "log.h"
 #include "loop.h"
+#include "node_gate.h"
 #include "objects.h"
 #include "workers.h"
 #include "vms_internal.h"
@@ -280,6 +281,8 @@ static const struct vf_core core_services = {
     .vm_migration_begin = svc_vm_migration_begin,
     .vm_migration_update = svc_vm_migration_update,
     .vm_migration_end = svc_vm_migration_end,
+    .node_gate_enter = vf_node_gate_enter,
+    .node_gate_leave = vf_node_gate_leave,
 };
 
 const struct vf_core *vf_core_services(void)

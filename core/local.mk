@@ -19,7 +19,8 @@ core_libvfcore_la_SOURCES = \
 	core/label_selector.c core/label_selector.h core/placement.c core/placement.h core/ipam.c core/ipam.h \
 	core/cluster.c core/cluster.h \
 	core/vms.c core/vms.h core/vm_migration.c core/vmops.c core/vm_jobs.c core/vms_internal.h \
-	core/vm_network.c core/vm_network.h core/xml_query.c core/xml_query.h
+	core/vm_network.c core/vm_network.h core/xml_query.c core/xml_query.h \
+	core/node_gate.c core/node_gate.h
 core_libvfcore_la_CFLAGS = $(AM_CFLAGS) $(LIBVIRT_CFLAGS) $(LIBCONFIG_CFLAGS) $(SQLITE_CFLAGS) \
 	$(MHD_CFLAGS) $(LIBXML_CFLAGS)
 core_libvfcore_la_LIBADD = $(LIBVIRT_LIBS) $(LIBXML_LIBS) $(LIBCONFIG_LIBS) $(JSONC_LIBS) $(SQLITE_LIBS) \

@@ -17,6 +17,7 @@
 #include "domain_xml.h"
 #include "log.h"
 #include "loop.h"
+#include "node_gate.h"
 #include "vm_network.h"
 #include "workers.h"
 #include "xml_query.h"
@@ -331,23 +332,24 @@ static void net_work(struct vf_vm_job *j)
     size_t n = 0;
     virConnectPtr where[2] = {j->peer, j->conn};
     for (int k = 0; k < 2 && !n; k++) {
+        vf_node_gate_enter(where[k]);
         virDomainPtr dom = where[k] ? virDomainLookupByUUIDString(where[k], j->uuid) : NULL;
         virResetLastError();
         if (dom) {
             n = domain_nics(dom, nics);
             virDomainFree(dom);
         }
+        vf_node_gate_leave(where[k]);
     }
     if (!n && j->network && j->mac[0]) {
         snprintf(nics[0].network, sizeof nics[0].network, "%s", j->network);
         snprintf(nics[0].mac, sizeof nics[0].mac, "%s", j->mac);
         n = 1;
     }
-    if (j->type == VF_VM_JOB_NET_REMOVE) {
+    vf_node_gate_enter(j->conn);
+    if (j->type == VF_VM_JOB_NET_REMOVE)
         nics_remove(j, j->conn, j->node, nics, n);
-        return;
-    }
-    for (size_t i = 0; i < n && j->ip[0]; i++) {
+    for (size_t i = 0; j->type == VF_VM_JOB_NET_ADD && i < n && j->ip[0]; i++) {
         char msg[VF_VM_ERROR_MAX - 32];
         int rc = vf_vm_network_add(j->conn, nics[i].network, nics[i].mac, j->vm, j->ip, msg,
                                    sizeof msg);
@@ -356,6 +358,7 @@ static void net_work(struct vf_vm_job *j)
             j->rc = rc;
         }
     }
+    vf_node_gate_leave(j->conn);
 }
 
 static void probe_work(struct vf_vm_job *j)
@@ -365,9 +368,16 @@ static void probe_work(struct vf_vm_job *j)
         virDomainFree(dom);
 }
 
+/* Every call on the node's shared connection inside its gate (node_gate.h);
+ * a migration's network job reads the peer first, in the peer's gate. */
 static void job_run(void *opaque)
 {
     struct vf_vm_job *j = opaque;
+    if (j->type == VF_VM_JOB_NET_ADD || j->type == VF_VM_JOB_NET_REMOVE) {
+        net_work(j);
+        return;
+    }
+    vf_node_gate_enter(j->conn);
     switch (j->type) {
     case VF_VM_JOB_SCAN: scan_work(j); break;
     case VF_VM_JOB_START: start_work(j); break;
@@ -375,8 +385,9 @@ static void job_run(void *opaque)
     case VF_VM_JOB_CLEANUP: cleanup_work(j); break;
     case VF_VM_JOB_PROBE: probe_work(j); break;
     case VF_VM_JOB_NET_ADD:
-    case VF_VM_JOB_NET_REMOVE: net_work(j); break;
+    case VF_VM_JOB_NET_REMOVE: break;
     }
+    vf_node_gate_leave(j->conn);
 }
 
 /* ---- loop side ---------------------------------------------------------------- */

@@ -41,7 +41,7 @@ extern "C" {
 #endif
 
 #define VF_MODULE_ABI_MAJOR 1 /* bump: incompatible change; every module must be rebuilt */
-#define VF_MODULE_ABI_MINOR 1 /* bump: something appended; older modules still load */
+#define VF_MODULE_ABI_MINOR 2 /* bump: something appended; older modules still load */
 
 #define VF_MODULE_SYMBOL "virtfleet_module"
 #define VF_API_GROUP "virtfleet.io"
@@ -305,6 +305,17 @@ struct vf_core {
      * -EBUSY when not Migrating, -EINVAL when node is neither source nor target. */
     int (*vm_migration_end)(struct vf_module_ctx *ctx, const char *vm, const char *node,
                             const struct json_object *fields, struct vf_error *err);
+
+    /* ---- ABI 1.2 ---- */
+
+    /* The gate of a node's shared connection (node_connection()): a worker makes its
+     * libvirt calls on it between enter and leave, so that one thread at a time waits
+     * on it.  libvirt 9.0 crashes the process when two threads wait on one connection
+     * whose node hangs past the keepalive (see <virtfleet/node_connection.h>).  Any
+     * thread but the loop's; never nested (enter one connection's gate at a time);
+     * long calls go on a connection of their own instead. */
+    void (*node_gate_enter)(void *conn);
+    void (*node_gate_leave)(void *conn);
 };
 
 /* Does this daemon's core table have `member`?  For modules built against a newer minor. */

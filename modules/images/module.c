@@ -21,6 +21,7 @@
 #include "cdrom.h"
 #include "cvi.h"
 #include "vd.h"
+#include "vd_volume.h"
 #include "vm_refs.h"
 
 static const char *const storage_types[] = {"Directory", "PersistentVolumeClaim", NULL};
@@ -313,6 +314,7 @@ static int images_start(struct vf_module_ctx *ctx, const struct json_object *set
         return rc;
     }
     core->set_data(ctx, im);
+    vf_vd_volume_init(core);   /* before any volume job */
     /* The VM index first, then cdrom before the images' controller, which calls
      * into it from its first reconcile. */
     if ((rc = vm_watch_start(im)) < 0 ||

@@ -162,6 +162,31 @@ static int vol_result(struct vf_vd_volume_job *j, virStorageVolPtr vol)
     return 0;
 }
 
+/* ---- the gate of a shared connection ----------------------------------------- */
+
+/* The core's gate of a node's shared connection (module.h node_gate_enter): one
+ * thread at a time waits on it.  The services table is the same for every
+ * instance of the module: set once at start, read by the workers after; NULL
+ * (the unit tests) gates nothing. */
+static const struct vf_core *gate_core;
+
+void vf_vd_volume_init(const struct vf_core *core)
+{
+    gate_core = core;
+}
+
+static void gate_enter(void *conn)
+{
+    if (gate_core && conn)
+        gate_core->node_gate_enter(conn);
+}
+
+static void gate_leave(void *conn)
+{
+    if (gate_core && conn)
+        gate_core->node_gate_leave(conn);
+}
+
 /* ---- CHOOSE ------------------------------------------------------------------ */
 
 static int run_choose(struct vf_vd_volume_job *j)
@@ -174,6 +199,7 @@ static int run_choose(struct vf_vd_volume_job *j)
         struct vf_vd_candidate *c = &j->candidates[i];
         char note[320] = "";
         snprintf(j->node, sizeof j->node, "%s", c->node);
+        gate_enter(c->conn);
         virStoragePoolPtr pool = pool_open(j, c->conn);
         virStoragePoolInfo info;
         if (pool) {
@@ -191,6 +217,7 @@ static int run_choose(struct vf_vd_volume_job *j)
             }
             virStoragePoolFree(pool);
         }
+        gate_leave(c->conn);
         if (!note[0] && j->err.message[0])
             snprintf(note, sizeof note, "%s", j->err.message);
         j->err.message[0] = '\0';
@@ -562,18 +589,28 @@ static int run_on_own_connection(struct vf_vd_volume_job *j,
     return rc;
 }
 
+/* Short calls on the node's shared connection, inside its gate. */
+static int run_gated(struct vf_vd_volume_job *j, int (*run)(struct vf_vd_volume_job *j))
+{
+    gate_enter(j->conn);
+    int rc = run(j);
+    gate_leave(j->conn);
+    return rc;
+}
+
 void vf_vd_volume_run(struct vf_vd_volume_job *j)
 {
     switch (j->op) {
-    case VF_VD_CHOOSE: j->rc = run_choose(j); break;
+    case VF_VD_CHOOSE: j->rc = run_choose(j); break;   /* each candidate in its gate */
     case VF_VD_CREATE:
-        j->rc = runs_on_own_connection(j) ? run_on_own_connection(j, run_create) : run_create(j);
+        j->rc = runs_on_own_connection(j) ? run_on_own_connection(j, run_create)
+                                          : run_gated(j, run_create);
         break;
-    case VF_VD_RESIZE: j->rc = run_resize(j); break;
-    case VF_VD_DELETE: j->rc = run_delete(j); break;
+    case VF_VD_RESIZE: j->rc = run_gated(j, run_resize); break;
+    case VF_VD_DELETE: j->rc = run_gated(j, run_delete); break;
     case VF_VD_DOWNLOAD:
         j->rc = runs_on_own_connection(j) ? run_on_own_connection(j, run_download)
-                                          : run_download(j);
+                                          : run_gated(j, run_download);
         break;
     }
     if (j->rc < 0 && !j->err.message[0])

@@ -71,6 +71,9 @@ struct vf_vd_volume_job *vf_vd_volume_job_new(enum vf_vd_op op);
 void vf_vd_volume_job_free(struct vf_vd_volume_job *j);
 /* The work (on a worker thread): fills rc and err. */
 void vf_vd_volume_run(struct vf_vd_volume_job *j);
+/* Once at module start: the core whose gate (node_gate_enter) the short calls on a
+ * shared connection take.  Without it (the unit tests) nothing is gated. */
+void vf_vd_volume_init(const struct vf_core *core);
 
 /* The <volume> XML virStorageVolCreateXML gets (pure; *xml: free()).  name
  * must be a plain file name (no '/'), format "raw" or "qcow2". */

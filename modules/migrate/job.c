@@ -22,6 +22,28 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
+/* The core's gate of a node's shared connection (module.h node_gate_enter):
+ * one thread at a time waits on it.  The services table is the same for every
+ * instance of the module: set once at start, read by the workers after. */
+static const struct vf_core *gate_core;
+
+void mig_gate_init(const struct vf_core *core)
+{
+    gate_core = core;
+}
+
+void mig_gate_enter(void *conn)
+{
+    if (gate_core && conn)
+        gate_core->node_gate_enter(conn);
+}
+
+void mig_gate_leave(void *conn)
+{
+    if (gate_core && conn)
+        gate_core->node_gate_leave(conn);
+}
+
 void *mig_conn_ref(struct vf_module_ctx *ctx, const char *node)
 {
     virConnectPtr c = node ? ctx->core->node_connection(ctx, node) : NULL;
@@ -86,6 +108,7 @@ static void disks_missing_on_target(struct mig_call *call, virDomainPtr dom)
     char (*paths)[MIG_PATH_MAX] = calloc(MIG_MAX_DISKS, MIG_PATH_MAX);
     if (xml && paths) {
         size_t n = mig_disk_paths(xml, paths, MIG_MAX_DISKS);
+        mig_gate_enter(call->dconn);
         for (size_t i = 0; i < n; i++) {
             virStorageVolPtr v = virStorageVolLookupByPath(call->dconn, paths[i]);
             virErrorPtr e = v ? NULL : virGetLastError();
@@ -94,6 +117,7 @@ static void disks_missing_on_target(struct mig_call *call, virDomainPtr dom)
             else if (e && e->code == VIR_ERR_NO_STORAGE_VOL)
                 snprintf(call->made[call->n_made++], MIG_PATH_MAX, "%s", paths[i]);
         }
+        mig_gate_leave(call->dconn);
     }
     free(paths);
     free(xml);
@@ -147,7 +171,9 @@ static void disks_remove_from_target(struct mig_call *call)
         call->n_made = 0;
         return;
     }
+    mig_gate_enter(call->dconn);
     int rc = mig_made_delete(call->dconn, call->uuid, call->made, call->n_made, out);
+    mig_gate_leave(call->dconn);
     size_t kept = 0;
     for (size_t i = 0; i < call->n_made; i++) {
         if (!out->deleted[i])
@@ -319,14 +345,8 @@ static enum mig_dom dom_state(virConnectPtr conn, const char *uuid, bool *job)
     return out;
 }
 
-void mig_req_run(void *opaque)
+static void req_on_source(struct mig_req *r)
 {
-    struct mig_req *r = opaque;
-    if (r->type == MIG_REQ_PROBE) {
-        r->probe.source = dom_state(r->conn, r->uuid, &r->probe.source_job);
-        r->probe.target = dom_state(r->conn2, r->uuid, NULL);
-        return;
-    }
     if (!r->conn) {
         r->rc = -ENOTCONN;
         snprintf(r->error, sizeof r->error, "the source node is not connected");
@@ -358,4 +378,22 @@ void mig_req_run(void *opaque)
         break;
     }
     virDomainFree(dom);
+}
+
+/* Each node's calls inside its connection's gate, one node at a time. */
+void mig_req_run(void *opaque)
+{
+    struct mig_req *r = opaque;
+    if (r->type == MIG_REQ_PROBE) {
+        mig_gate_enter(r->conn);
+        r->probe.source = dom_state(r->conn, r->uuid, &r->probe.source_job);
+        mig_gate_leave(r->conn);
+        mig_gate_enter(r->conn2);
+        r->probe.target = dom_state(r->conn2, r->uuid, NULL);
+        mig_gate_leave(r->conn2);
+        return;
+    }
+    mig_gate_enter(r->conn);
+    req_on_source(r);
+    mig_gate_leave(r->conn);
 }

@@ -205,6 +205,11 @@ void mig_req_free(struct mig_req *r);
 /* A reference to a node's connection (NULL when it is not Ready). */
 void *mig_conn_ref(struct vf_module_ctx *ctx, const char *node);
 void mig_conn_unref(void *conn);
+/* The core's gate of a node's shared connection around calls on it (job.c); init
+ * once at start. */
+void mig_gate_init(const struct vf_core *core);
+void mig_gate_enter(void *conn);
+void mig_gate_leave(void *conn);
 
 /* ---- run.c: migrations that have begun ------------------------------------------ */
 

@@ -650,6 +650,7 @@ static int migrate_start(struct vf_module_ctx *ctx, const struct json_object *se
     settings_read(&m->set, settings);
     core->set_data(ctx, m);
     mig_current = m;
+    mig_gate_init(core);
     m->w_op = core->watch_add(ctx, MIG_VMOP_KIND, on_change, m);
     m->w_vm = core->watch_add(ctx, MIG_VM_KIND, on_change, m);
     m->w_node = core->watch_add(ctx, MIG_NODE_KIND, on_change, m);

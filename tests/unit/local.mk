@@ -18,7 +18,8 @@ CORE_UNITS = \
 	tests/unit/check_placement \
 	tests/unit/check_ipam \
 	tests/unit/check_xml_query \
-	tests/unit/check_vm_network
+	tests/unit/check_vm_network \
+	tests/unit/check_node_gate
 check_PROGRAMS += $(CORE_UNITS) tests/unit/check_manifest tests/unit/check_jsonpath tests/unit/check_image_formats
 TESTS += $(CORE_UNITS) tests/unit/check_manifest tests/unit/check_jsonpath tests/unit/check_image_formats
 
@@ -118,3 +119,5 @@ check_PROGRAMS += tests/unit/check_image_registry
 TESTS += tests/unit/check_image_registry
 tests_unit_check_image_registry_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_check_image_registry_LDADD = modules/images/libvffetch.la $(CHECK_LIBS) $(JSONC_LIBS)
+tests_unit_check_node_gate_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_check_node_gate_LDADD = $(CORE_UNIT_LIBS) -lpthread
