@@ -54,6 +54,7 @@ struct upload {
     int fd;
     bool finished;      /* the body arrived whole and was handed over */
     bool refused;       /* a response was queued before the end (413, I/O error) */
+    bool released;      /* refused, and the URL let go of at once (release()) */
 };
 
 static int64_t now_s(void)
@@ -257,6 +258,25 @@ static void hand_over(struct upload *u)
     u->s->done(u->s->opaque, o);
 }
 
+/* A refused upload lets go of its URL and its partial file before its answer
+ * is queued: the client may try again as soon as it reads the answer, and the
+ * request's completion (completed()) comes only after that. */
+static void refuse(struct upload *u)
+{
+    u->refused = u->released = true;
+    if (u->fd >= 0)
+        close(u->fd);
+    u->fd = -1;
+    unlink(u->path);
+    pthread_mutex_lock(&u->s->lock);
+    struct token *t = token_find(u->s, u->token);
+    if (t && t->state == TOKEN_BUSY) {
+        t->state = TOKEN_FREE;
+        t->done = 0;
+    }
+    pthread_mutex_unlock(&u->s->lock);
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *data,
                               size_t *size, void **con_cls)
@@ -272,7 +292,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     }
     if (*size) {
         if (u->bytes + *size > u->max_bytes) {
-            u->refused = true;
+            refuse(u);
             *size = 0;
             return reply(conn, MHD_HTTP_CONTENT_TOO_LARGE, "the upload passed the %llu bytes the "
                          "image store has room for", (unsigned long long)u->max_bytes);
@@ -283,10 +303,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
             if (n < 0 && errno == EINTR)
                 continue;
             if (n < 0) {
-                u->refused = true;
+                int e = errno;
+                refuse(u);
                 *size = 0;
                 return reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "writing the upload failed: %s",
-                             strerror(errno));
+                             strerror(e));
             }
             off += (size_t)n;
         }
@@ -299,14 +320,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     }
     /* The whole body is here. */
     if (fsync(u->fd) < 0 || close(u->fd) < 0) {
+        int e = errno;
         u->fd = -1;
-        u->refused = true;
+        refuse(u);
         return reply(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "storing the upload failed: %s",
-                     strerror(errno));
+                     strerror(e));
     }
     u->fd = -1;
     if (u->bytes == 0) {
-        u->refused = true;
+        refuse(u);
         return reply(conn, MHD_HTTP_BAD_REQUEST, "the upload is empty; send the image file as the "
                      "body (curl URL -T FILE)");
     }
@@ -336,7 +358,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
     if (u->fd >= 0)
         close(u->fd);
-    if (!u->finished) {
+    if (!u->finished && !u->released) {
         unlink(u->path);
         pthread_mutex_lock(&s->lock);
         struct token *t = token_find(s, u->token);
