@@ -245,8 +245,12 @@ int vf_vms_migration_begin(const char *vm, const char *target, const struct json
     vf_json_set_string(status, "phase", "Migrating");
     snprintf(msg, sizeof msg, "migrating from node \"%s\" to node \"%s\"", source, target);
     vf_vms_condition_set(status, "Running", "True", "Migrating", msg);
-    rc = vf_objects_update_status(VF_VM_KIND, vm, status, NULL, err);
+    struct json_object *out = NULL;
+    rc = vf_objects_update_status(VF_VM_KIND, vm, status, &out, err);
     json_object_put(status);
+    if (rc == 0 && out)
+        vf_vms_written(out);
+    json_object_put(out);
     if (rc == 0)
         migration_net(obj, VF_VM_JOB_NET_ADD, target, source);
     json_object_put(obj);
@@ -265,9 +269,13 @@ int vf_vms_migration_update(const char *vm, const struct json_object *fields, st
     const struct json_object *old = vf_json_member(obj, "status");
     struct json_object *status = vf_json_copy_or_empty(old);
     migration_merge(status, fields);
+    struct json_object *out = NULL;
     if (!json_object_equal((struct json_object *)old, status))
-        rc = vf_objects_update_status(VF_VM_KIND, vm, status, NULL, err);
+        rc = vf_objects_update_status(VF_VM_KIND, vm, status, &out, err);
     json_object_put(status);
+    if (rc == 0 && out)
+        vf_vms_written(out);
+    json_object_put(out);
     json_object_put(obj);
     return rc;
 }
@@ -300,8 +308,12 @@ int vf_vms_migration_end(const char *vm, const char *node, const struct json_obj
     vf_json_set_string(status, "phase", "Running");
     snprintf(msg, sizeof msg, "the domain runs on node \"%s\"", node);
     vf_vms_condition_set(status, "Running", "True", "Running", msg);
-    int rc = vf_objects_update_status(VF_VM_KIND, vm, status, NULL, err);
+    struct json_object *out = NULL;
+    int rc = vf_objects_update_status(VF_VM_KIND, vm, status, &out, err);
     json_object_put(status);
+    if (rc == 0 && out)
+        vf_vms_written(out);
+    json_object_put(out);
     if (rc == 0) {
         /* The node it did not end on: the source, or the target of a
          * migration that failed. */

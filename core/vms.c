@@ -93,9 +93,25 @@ struct node_rec {
     struct node_rec *next;
 };
 
+/* What placement counts of a VM, from the object the controller last saw:
+ * kept here so that a pass does not read and parse every VM from the store
+ * (that made each create cost O(all VMs)).  Fed by the VM watch and, at once,
+ * by the controller's own status writes: a reservation counts before the
+ * write's watch event arrives, or two VMs placed in one pass could both take
+ * a node's last room. */
+struct vm_seen {
+    bool known;
+    int64_t rv;                 /* metadata.resourceVersion of what was seen, or -1 */
+    char *phase, *node;         /* status.phase, status.node */
+    char *target;               /* status.migrationState.targetNode */
+    int64_t cpu_millis, memory_bytes;   /* as placement counts the spec */
+    struct json_object *labels; /* a copy of metadata.labels, or NULL */
+};
+
 struct vm_rec {
     char *name;
     char uid[VF_VM_UID_MAX];
+    struct vm_seen seen;
     char *node;                 /* status.node as last seen */
     /* What is known of its domain: on obs_node, in state obs, as of obs_seq. */
     char *obs_node;
@@ -124,8 +140,11 @@ struct vm_rec {
     struct vm_rec *next;
 };
 
-/* What placement needs, gathered from the store once per pass (and again
- * after a VM is placed, since that changes the reservations). */
+/* What placement needs, gathered once per pass (and again after a VM is
+ * placed, since that changes the reservations): the Nodes from the store, the
+ * VMs from their records' vm_seen.  vm_items holds references to the names
+ * and labels vms[] points to, so that a record changed or freed meanwhile
+ * leaves nothing dangling. */
 struct place_ctx {
     bool valid;
     struct json_object *node_items, *vm_items;
@@ -293,8 +312,55 @@ static void timer_clear(int *id)
     *id = 0;
 }
 
+static void seen_clear(struct vm_seen *s)
+{
+    free(s->phase);
+    free(s->node);
+    free(s->target);
+    json_object_put(s->labels);
+    memset(s, 0, sizeof *s);
+}
+
+static int64_t rv_of(const struct json_object *obj)
+{
+    struct json_object *rv = vf_json_member(vf_json_member(obj, "metadata"), "resourceVersion");
+    if (!rv)
+        return -1;
+    if (json_object_is_type(rv, json_type_int))
+        return json_object_get_int64(rv);
+    char *end;
+    long long n = strtoll(json_object_get_string(rv), &end, 10);
+    return *end ? -1 : n;
+}
+
+/* Replace what placement counts of the VM with obj, unless obj is older than
+ * what was seen (the watch event of an earlier write, delivered after a
+ * status write of the controller already recorded a newer version). */
+static void seen_set(struct vm_rec *v, const struct json_object *obj)
+{
+    struct vm_seen *s = &v->seen;
+    int64_t rv = rv_of(obj);
+    if (s->known && rv >= 0 && s->rv >= 0 && rv < s->rv)
+        return;
+    const struct json_object *st = vf_json_member(obj, "status");
+    const struct json_object *spec = vf_json_member(obj, "spec");
+    s->known = true;
+    s->rv = rv;
+    str_set(&s->phase, vf_json_string(st, "phase"));
+    str_set(&s->node, vf_json_string(st, "node"));
+    str_set(&s->target, vf_json_string(vf_json_member(st, "migrationState"), "targetNode"));
+    s->cpu_millis = vf_placement_vm_cpu_millis(spec);
+    s->memory_bytes = vf_placement_vm_memory(spec);
+    const struct json_object *labels = vf_json_member(vf_json_member(obj, "metadata"), "labels");
+    if (!s->labels || !labels || !json_object_equal(s->labels, (struct json_object *)labels)) {
+        json_object_put(s->labels);
+        s->labels = vf_json_copy(labels);
+    }
+}
+
 static void vm_rec_free(struct vm_rec *v)
 {
+    seen_clear(&v->seen);
     timer_clear(&v->grace_timer);
     timer_clear(&v->retry_timer);
     timer_clear(&v->hold_timer);
@@ -342,6 +408,7 @@ static struct vm_rec *vm_rec_get(const struct json_object *obj)
         C.vms = v;
     }
     str_set(&v->node, vf_json_string(vf_json_member(obj, "status"), "node"));
+    seen_set(v, obj);
     return v;
 }
 
@@ -418,14 +485,29 @@ static void timer_arm(int *id, int64_t delay_ms)
 
 /* ---- status ------------------------------------------------------------------------ */
 
+void vf_vms_written(const struct json_object *obj)
+{
+    const char *uid = vf_json_string(vf_json_member(obj, "metadata"), "uid");
+    struct vm_rec *v = vm_rec(vf_object_name(obj));
+    if (v && uid && !strcasecmp(v->uid, uid))
+        seen_set(v, obj);
+    else
+        vm_rec_get(obj);   /* a VM new under that name: as its watch event will do */
+    C.place.valid = false;
+}
+
 static int status_write(const char *name, const struct json_object *old, struct json_object *status)
 {
     if (old && json_object_equal((struct json_object *)old, status))
         return 0;
     struct vf_error err = {0};
-    int rc = vf_objects_update_status(VF_VM_KIND, name, status, NULL, &err);
+    struct json_object *out = NULL;
+    int rc = vf_objects_update_status(VF_VM_KIND, name, status, &out, &err);
     if (rc < 0 && rc != -ENOENT)
         vf_log_error("vm \"%s\": cannot write its status: %s", name, err.message);
+    if (rc == 0 && out)
+        vf_vms_written(out);
+    json_object_put(out);
     return rc;
 }
 
@@ -607,27 +689,53 @@ static int64_t memory_of(const struct json_object *v)
     return bytes;
 }
 
+/* The VMs that hold some node's resources, by name as the store lists them:
+ * placement names the first VM that stands in a VM's way. */
+static int by_name(const void *a, const void *b)
+{
+    return strcmp((*(struct vm_rec *const *)a)->name, (*(struct vm_rec *const *)b)->name);
+}
+
+/* A VM holds its node (status.node) while its domain may run there; a VM
+ * being migrated also holds its target (status.migrationState.targetNode)
+ * until the migration ends: either may be where it runs afterwards. */
+static bool holds(const struct vm_seen *s, const char *node)
+{
+    return (vf_json_str_eq(s->node, node) && reserves(s->phase)) ||
+           (vf_json_str_eq(s->phase, "Migrating") && vf_json_str_eq(s->target, node));
+}
+
 static int place_build(void)
 {
     struct vf_error err = {0};
     if (C.place.valid)
         return 0;
     place_reset();
-    if (vf_objects_list(NODE_KIND, &C.place.node_items, NULL, &err) < 0 ||
-        vf_objects_list(VF_VM_KIND, &C.place.vm_items, NULL, &err) < 0) {
+    if (vf_objects_list(NODE_KIND, &C.place.node_items, NULL, &err) < 0) {
         vf_log_error("vms: cannot read the store for placement: %s", err.message);
         place_reset();
         return -EIO;
     }
     size_t nn = json_object_array_length(C.place.node_items);
-    size_t nv = json_object_array_length(C.place.vm_items);
+    size_t nv = 0;
+    for (struct vm_rec *v = C.vms; v; v = v->next)
+        if (v->seen.known && reserves(v->seen.phase))   /* Migrating among them */
+            nv++;
+    struct vm_rec **held = calloc(nv + 1, sizeof *held);
     C.place.nodes = calloc(nn + 1, sizeof *C.place.nodes);
     /* A migrating VM counts on two nodes: at most two entries per VM. */
     C.place.vms = calloc(2 * nv + 1, sizeof *C.place.vms);
-    if (!C.place.nodes || !C.place.vms) {
+    C.place.vm_items = json_object_new_array();
+    if (!held || !C.place.nodes || !C.place.vms || !C.place.vm_items) {
+        free(held);
         place_reset();
         return -ENOMEM;
     }
+    nv = 0;
+    for (struct vm_rec *v = C.vms; v; v = v->next)
+        if (v->seen.known && reserves(v->seen.phase))   /* Migrating among them */
+            held[nv++] = v;
+    qsort(held, nv, sizeof *held, by_name);
     /* The VMs grouped by node: each node's slice of vms[] is contiguous. */
     size_t used = 0;
     for (size_t i = 0; i < nn; i++) {
@@ -646,27 +754,29 @@ static int place_build(void)
         pn->memory_capacity_bytes = memory_of(vf_json_member(alloc, "memory"));
         pn->vms = &C.place.vms[used];
         for (size_t k = 0; k < nv; k++) {
-            const struct json_object *vm = json_object_array_get_idx(C.place.vm_items, k);
-            const struct json_object *vst = vf_json_member(vm, "status");
-            /* A VM being migrated holds its source (status.node) and its
-             * target (status.migrationState.targetNode) until the migration
-             * ends: either may be where it runs afterwards. */
-            const char *vphase = vf_json_string(vst, "phase");
-            const struct json_object *ms = vf_json_member(vst, "migrationState");
-            const char *target = vf_json_string(ms, "targetNode");
-            bool here = vf_json_str_eq(vf_json_string(vst, "node"), pn->name) && reserves(vphase);
-            bool inbound = vf_json_str_eq(vphase, "Migrating") && vf_json_str_eq(target, pn->name);
-            if (!here && !inbound)
+            const struct vm_rec *v = held[k];
+            if (!holds(&v->seen, pn->name))
                 continue;
+            /* The view keeps its own references: records may change or go
+             * while it is in use. */
+            struct json_object *name = json_object_new_string(v->name);
+            if (!name) {
+                free(held);
+                place_reset();
+                return -ENOMEM;
+            }
+            json_object_array_add(C.place.vm_items, name);
+            if (v->seen.labels)
+                json_object_array_add(C.place.vm_items, json_object_get(v->seen.labels));
             struct vf_placement_vm *pv = &C.place.vms[used++];
-            const struct json_object *spec = vf_json_member(vm, "spec");
-            pv->name = vf_object_name(vm);
-            pv->labels = vf_json_member(vf_json_member(vm, "metadata"), "labels");
-            pv->cpu_millis = vf_placement_vm_cpu_millis(spec);
-            pv->memory_bytes = vf_placement_vm_memory(spec);
+            pv->name = json_object_get_string(name);
+            pv->labels = v->seen.labels;
+            pv->cpu_millis = v->seen.cpu_millis;
+            pv->memory_bytes = v->seen.memory_bytes;
             pn->n_vms++;
         }
     }
+    free(held);
     C.place.valid = true;
     return 0;
 }

@@ -120,11 +120,16 @@ const struct json_object *vf_vms_condition(const struct json_object *status, con
 /* ---- vms.c: for vm_migration.c ---------------------------------------------- */
 
 /* The nodes placement chooses from, read afresh from the store, each with the
- * VMs that hold its resources (a migrating VM on both nodes).  They stay
+ * VMs that hold its resources (a migrating VM on both nodes), as the
+ * controller last saw them (their watch, and vf_vms_written).  They stay
  * valid until vf_vms_place_forget() or the next pass.  0, -EIO or -ENOMEM. */
 int vf_vms_place_nodes(const struct vf_placement_node **nodes, size_t *n);
 /* Drop placement's view: reservations changed, or the caller is done with it. */
 void vf_vms_place_forget(void);
+/* obj (the *out of vf_objects_update_status) is what the VM is now: a write
+ * of its status outside vms.c's own (a migration's) tells the controller at
+ * once, so that placement counts it before the write's watch event arrives. */
+void vf_vms_written(const struct json_object *obj);
 /* virtualization.libvirtNetwork, or NULL. */
 const char *vf_vms_network(void);
 /* vm's migration ended with its domain on node (status written): the

@@ -397,6 +397,84 @@ START_TEST(test_waiting_vm_gets_freed_capacity)
 }
 END_TEST
 
+/* Placement counts a VM's reservation from the controller's own status
+ * write, not from the write's watch event: two VMs that reach one pass
+ * together cannot both take a node's last room. */
+static void create_pair_on_loop(void *opaque)
+{
+    struct obj_req *q = opaque;
+    for (int i = 0; i < 2; i++) {
+        char json[512];
+        snprintf(json, sizeof json,
+                 "{\"kind\":\"VirtualMachine\",\"metadata\":{\"name\":\"pair-%d\"},"
+                 "\"spec\":{\"cpu\":{\"cores\":3},\"memory\":{\"size\":\"128Mi\"},"
+                 "\"nodeSelector\":{\"group\":\"green\"},"
+                 "\"terminationGracePeriodSeconds\":1}}", i);
+        struct json_object *obj = vf_test_json(json);
+        q->rc = vf_objects_create("VirtualMachine", obj, NULL, &q->err);
+        json_object_put(obj);
+        if (q->rc < 0)
+            return;
+    }
+}
+
+START_TEST(test_last_room_taken_once)
+{
+    /* node-b (group green) has 4 CPUs: room for one VM of 3. */
+    wait_field("Node", "node-b", "status.phase", "Ready", 5000);
+    struct obj_req q = {0};
+    vf_loop_call(create_pair_on_loop, &q);   /* both before any pass runs */
+    ck_assert_msg(q.rc == 0, "create: %s", q.err.message);
+    const char *names[] = {"pair-0", "pair-1"};
+    int running = -1;
+    for (int waited = 0; running < 0; waited += 20) {
+        for (int i = 0; i < 2 && running < 0; i++) {
+            char *phase = field_dup("VirtualMachine", names[i], "status.phase");
+            if (phase && !strcmp(phase, "Running"))
+                running = i;
+            free(phase);
+        }
+        ck_assert_msg(waited < 5000, "neither VM of the pair runs");
+        sleep_ms(20);
+    }
+    struct json_object *vm = wait_condition(names[1 - running], "Running", "Unschedulable");
+    ck_assert_str_eq(vf_test_json_str(vm, "status.phase"), "Pending");
+    ck_assert_ptr_null(vf_test_json_at(vm, "status.node"));
+    json_object_put(vm);
+    wait_field("Node", "node-b", "status.reserved.cpu", "3", 2000);
+    wait_field("Node", "node-b", "status.reserved.virtualMachines", "1", 1000);
+    /* Some time later, still only one of them. */
+    sleep_ms(300);
+    char *phase = field_dup("VirtualMachine", names[1 - running], "status.phase");
+    ck_assert_str_eq(phase, "Pending");
+    free(phase);
+    ck_assert_int_eq(dom("node-b", NULL).count, 1);
+}
+END_TEST
+
+/* A deleted VM gives back its node's room (a stopped one too, see
+ * freed_capacity), and the Node's status.reserved says so. */
+START_TEST(test_deleted_vm_frees_its_room)
+{
+    vm_create("hog", ",\"cpu\":{\"cores\":3},\"nodeSelector\":{\"group\":\"green\"}");
+    wait_phase("hog", "Running");
+    vm_create("next", ",\"cpu\":{\"cores\":3},\"nodeSelector\":{\"group\":\"green\"}");
+    json_object_put(wait_condition("next", "Running", "Unschedulable"));
+    wait_field("Node", "node-b", "status.reserved.cpu", "3", 2000);
+    delete("VirtualMachine", "hog");
+    wait_field("VirtualMachine", "hog", "status.phase", NULL, 5000);
+    wait_field("VirtualMachine", "next", "status.phase", "Running", 2000);
+    wait_field("VirtualMachine", "next", "status.node", "node-b", 1000);
+    wait_field("Node", "node-b", "status.reserved.cpu", "3", 2000);
+    wait_field("Node", "node-b", "status.reserved.virtualMachines", "1", 1000);
+    /* And with nothing left, nothing reserved. */
+    vmop_create("stop-next", "next", "Stop", true);
+    wait_phase("next", "Stopped");
+    wait_field("Node", "node-b", "status.reserved.cpu", "0", 2000);
+    wait_field("Node", "node-b", "status.reserved.virtualMachines", "0", 1000);
+}
+END_TEST
+
 static void controller_restart(void *opaque)
 {
     (void)opaque;
@@ -763,6 +841,8 @@ static Suite *vms_suite(void)
     ADD_CASE("delete", test_delete_undefines_and_releases, setup, teardown);
     ADD_CASE("released_address", test_waiting_vm_gets_released_address, setup, teardown);
     ADD_CASE("freed_capacity", test_waiting_vm_gets_freed_capacity, setup, teardown);
+    ADD_CASE("last_room_once", test_last_room_taken_once, setup, teardown);
+    ADD_CASE("deleted_frees_room", test_deleted_vm_frees_its_room, setup, teardown);
     ADD_CASE("controller_restart", test_controller_restart_starts_nothing_twice, setup,
              teardown);
     ADD_CASE("reload_cidrs", test_reload_keeps_used_subnets, setup, teardown);
