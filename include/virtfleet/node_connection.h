@@ -22,6 +22,9 @@
  * closed the connection, and the daemon crashed when libvirtd was resumed.
  * On a connection of its own only one thread waits, so no watch is left for
  * another, and nothing queues behind a long call for its whole length.
+ * Short calls stay on the shared connection, each inside its gate
+ * (core->node_gate_enter/node_gate_leave, SDK 1.2): one thread at a time
+ * waits there too.
  *
  * The keepalive is the core's (a silent node is dead after about
  * VF_NODE_KEEPALIVE_INTERVAL_S * VF_NODE_KEEPALIVE_COUNT seconds): a call to
