@@ -60,10 +60,12 @@ static size_t candidates(struct vf_vd *vd, struct vf_vd_volume_job *j)
     return j->n_candidates;
 }
 
-/* The node to talk to about a disk's volume: its own; for a shared pool any
- * Ready node will do when its own is not.  NULL: none now. */
-static void *volume_conn(struct vf_vd *vd, const struct json_object *target, char *node,
-                         size_t len)
+/* A job of `op` on the volume status.target names, on its node's connection
+ * (for a shared pool any Ready node's will do); node: the node it would run
+ * on.  NULL when that node is not Ready (*node_down) or without memory. */
+static struct vf_vd_volume_job *volume_job(struct vf_vd *vd, enum vf_vd_op op,
+                                           const struct json_object *target, char *node,
+                                           size_t len, bool *node_down)
 {
     const char *own = string(target, "node");
     struct json_object *shared = member(target, "shared");
@@ -78,7 +80,19 @@ static void *volume_conn(struct vf_vd *vd, const struct json_object *target, cha
         for (size_t i = 0; i < probe.n_candidates; i++)
             virConnectClose(probe.candidates[i].conn);
     }
-    return conn_ref(conn);
+    conn = conn_ref(conn);
+    *node_down = !conn;
+    struct vf_vd_volume_job *j = conn ? vf_vd_volume_job_new(op) : NULL;
+    if (!j) {
+        if (conn)
+            virConnectClose(conn);
+        return NULL;
+    }
+    j->conn = conn;
+    snprintf(j->node, sizeof j->node, "%s", node);
+    snprintf(j->pool, sizeof j->pool, "%s", string(target, "pool"));
+    snprintf(j->volume, sizeof j->volume, "%s", string(target, "volume"));
+    return j;
 }
 
 static void volume_name(const char *name, const char *uid, char *buf, size_t len)
@@ -249,26 +263,19 @@ void vf_vd_step_create(struct vf_vd *vd, struct vd_rec *r, const struct json_obj
         r->kick = true;   /* an earlier job (of a restarted module) lets go first */
         return;
     }
-    void *conn = volume_conn(vd, t, node, sizeof node);
+    bool node_down;
+    struct vf_vd_volume_job *j = volume_job(vd, VF_VD_CREATE, t, node, sizeof node, &node_down);
     vf_vd_attempt_note(status, note, sizeof note);
-    if (!conn) {
-        /* A wait, not an attempt: a partial volume there binds the disk to it. */
-        snprintf(msg, sizeof msg, "waiting for node \"%s\" to be Ready to create the volume%s",
-                 node, note);
-        vf_images_condition_set(status, "Ready", false, "NodeNotReady", msg);
-        r->kick = true;
-        return;
-    }
-    struct vf_vd_volume_job *j = vf_vd_volume_job_new(VF_VD_CREATE);
     if (!j) {
-        virConnectClose(conn);
+        if (node_down) {
+            /* A wait, not an attempt: a partial volume there binds the disk to it. */
+            snprintf(msg, sizeof msg, "waiting for node \"%s\" to be Ready to create the "
+                     "volume%s", node, note);
+            vf_images_condition_set(status, "Ready", false, "NodeNotReady", msg);
+        }
         r->kick = true;
         return;
     }
-    j->conn = conn;
-    snprintf(j->node, sizeof j->node, "%s", node);
-    snprintf(j->pool, sizeof j->pool, "%s", string(t, "pool"));
-    snprintf(j->volume, sizeof j->volume, "%s", string(t, "volume"));
     if (cvi) {
         struct stat st;
         if ((j->src_fd = fcntl(r->src_fd, F_DUPFD_CLOEXEC, 0)) < 0 ||
@@ -301,23 +308,17 @@ void vf_vd_step_resize(struct vf_vd *vd, struct vd_rec *r, struct json_object *s
         r->kick = true;
         return;
     }
-    void *conn = volume_conn(vd, t, node, sizeof node);
-    if (!conn) {
-        snprintf(msg, sizeof msg, "waiting for node \"%s\" to be Ready to grow the volume", node);
-        vf_images_condition_set(status, "Resized", false, "NodeNotReady", msg);
-        r->kick = true;
-        return;
-    }
-    struct vf_vd_volume_job *j = vf_vd_volume_job_new(VF_VD_RESIZE);
+    bool node_down;
+    struct vf_vd_volume_job *j = volume_job(vd, VF_VD_RESIZE, t, node, sizeof node, &node_down);
     if (!j) {
-        virConnectClose(conn);
+        if (node_down) {
+            snprintf(msg, sizeof msg, "waiting for node \"%s\" to be Ready to grow the volume",
+                     node);
+            vf_images_condition_set(status, "Resized", false, "NodeNotReady", msg);
+        }
         r->kick = true;
         return;
     }
-    j->conn = conn;
-    snprintf(j->node, sizeof j->node, "%s", node);
-    snprintf(j->pool, sizeof j->pool, "%s", string(t, "pool"));
-    snprintf(j->volume, sizeof j->volume, "%s", string(t, "volume"));
     j->capacity = size;
     if (run_vm[0]) {
         snprintf(j->domain, sizeof j->domain, "%s", run_vm);
@@ -407,22 +408,19 @@ void vf_vd_step_delete(struct vf_vd *vd, struct vd_rec *r, const struct json_obj
         return;
     }
     if (t && string(t, "volume")) {
-        void *conn = volume_conn(vd, t, node, sizeof node);
-        struct vf_vd_volume_job *j = conn ? vf_vd_volume_job_new(VF_VD_DELETE) : NULL;
+        bool node_down;
+        struct vf_vd_volume_job *j =
+            volume_job(vd, VF_VD_DELETE, t, node, sizeof node, &node_down);
         if (!j) {
-            if (conn)
-                virConnectClose(conn);
-            snprintf(msg, sizeof msg, "waiting for node \"%s\" to be Ready to delete the volume",
-                     node);
-            vf_images_condition_set(status, "Ready", false, "NodeNotReady", msg);
+            if (node_down) {
+                snprintf(msg, sizeof msg, "waiting for node \"%s\" to be Ready to delete the "
+                         "volume", node);
+                vf_images_condition_set(status, "Ready", false, "NodeNotReady", msg);
+            }
             r->kick = true;
             vf_vd_write_status(vd, r->name, status);
             return;
         }
-        j->conn = conn;
-        snprintf(j->node, sizeof j->node, "%s", node);
-        snprintf(j->pool, sizeof j->pool, "%s", string(t, "pool"));
-        snprintf(j->volume, sizeof j->volume, "%s", string(t, "volume"));
         vf_vd_job_submit(vd, r, j, NULL);
         vf_vd_write_status(vd, r->name, status);
         return;
